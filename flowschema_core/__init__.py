@@ -1,0 +1,65 @@
+"""FlowSchema: a memory-aware micro-ETL engine.
+
+Read records from messy sources, validate each with a Pydantic v2 model in parallel
+workers, write valid rows to a sink and invalid ones to a dead-letter queue with the
+reason, and never let the data in transit outgrow a byte budget.
+"""
+
+from .errors import (
+    AccountingError,
+    CheckpointError,
+    CodecError,
+    ConfigError,
+    FlowSchemaError,
+    MissingDependencyError,
+    SinkError,
+    SourceError,
+    WorkerCrashedError,
+    WorkerError,
+    WorkerPoolError,
+)
+from .executors import Executor, InlineExecutor, MultiprocessingExecutor
+from .hooks import Hook, after_validate, before_validate
+from .ledger import ByteLedger
+from .pipeline import DLQ_FIELDS, Pipeline
+from .report import RunReport
+from .sinks import CSVSink, JSONLSink, Sink
+from .sources import CSVSource, JSONLSource, JSONSource, ParseFailure, RecordSource, Source
+from .units import parse_size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DLQ_FIELDS",
+    "AccountingError",
+    "ByteLedger",
+    "CSVSink",
+    "CSVSource",
+    "CheckpointError",
+    "CodecError",
+    "ConfigError",
+    "Executor",
+    "FlowSchemaError",
+    "Hook",
+    "InlineExecutor",
+    "JSONLSink",
+    "JSONLSource",
+    "JSONSource",
+    "MissingDependencyError",
+    "MultiprocessingExecutor",
+    "ParseFailure",
+    "Pipeline",
+    "RecordSource",
+    "RunReport",
+    "Sink",
+    "SinkError",
+    "Source",
+    "SourceError",
+    "WorkerCrashedError",
+    "WorkerError",
+    "WorkerPoolError",
+    "__version__",
+    "after_validate",
+    "before_validate",
+    "parse_size",
+]

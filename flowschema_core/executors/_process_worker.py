@@ -1,0 +1,56 @@
+"""The worker process of :class:`MultiprocessingExecutor` (``python -m`` this module).
+
+It is started as a fresh interpreter, not by ``multiprocessing``'s spawn, so the user's
+``__main__`` script is never re-imported (a script without an ``if __name__ ==
+"__main__":`` guard works) and a model defined in that script arrives by value through
+cloudpickle.
+
+Protocol on two pipes (``multiprocessing.connection`` framing): the driver sends a
+msgpack boot message (``sys.path``) and the cloudpickled ``WorkerSpec``; the worker
+answers ``K`` (ready) or ``F<message>`` (cannot start). Then, per chunk blob, it answers
+``R<result blob>`` or ``E<msgpack error>``, strictly in the order the chunks came.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from multiprocessing.connection import Connection
+
+
+def main(argv: list[str]) -> int:
+    # Ctrl-C is the driver's to handle: it stops the run and then stops us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    inbox = Connection(int(argv[1]), writable=False)
+    outbox = Connection(int(argv[2]), readable=False)
+    try:
+        import cloudpickle
+
+        from flowschema_core import codec
+        from flowschema_core.worker import ChunkProcessor
+
+        boot = codec.unpack(inbox.recv_bytes())
+        sys.path[:0] = [p for p in boot["sys_path"] if p not in sys.path]
+        spec = cloudpickle.loads(inbox.recv_bytes())
+        processor = ChunkProcessor(spec)
+    except EOFError:
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises
+        outbox.send_bytes(b"F" + f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
+        return 1
+    outbox.send_bytes(b"K")
+    while True:
+        try:
+            blob = inbox.recv_bytes()
+        except (EOFError, OSError):
+            return 0  # the driver closed the pipe or died: nothing left to do
+        try:
+            reply = b"R" + processor.process(blob)
+        except Exception as exc:  # noqa: BLE001 - travels back with its traceback
+            reply = b"E" + codec.pack({"type": type(exc).__name__, "msg": str(exc), "tb": traceback.format_exc()})
+        outbox.send_bytes(reply)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

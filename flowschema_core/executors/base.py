@@ -1,0 +1,69 @@
+"""The executor interface: where chunks are processed.
+
+An executor is started once with a :class:`~flowschema_core.worker.WorkerSpec` (the model
+and hooks each worker builds once), then takes chunk blobs and hands back
+``concurrent.futures.Future`` objects that resolve to result blobs. The driver's
+completion loop is therefore the same for every backend.
+
+A future fails with :class:`~flowschema_core.errors.WorkerCrashedError` when the chunk
+kept killing its worker (after the executor's own retries); the pipeline then splits the
+chunk to isolate the record responsible. Any other exception from a worker arrives with
+the worker's traceback text attached as its ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import abc
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+
+from ..worker import WorkerSpec
+
+
+@dataclass
+class ExecutorStats:
+    """What an executor did, for the run report."""
+
+    workers: int = 0
+    restarts: int = 0
+    retries: int = 0
+
+
+class RemoteTraceback(Exception):
+    """Carries a worker's formatted traceback; attached as ``__cause__`` of the error."""
+
+    def __init__(self, tb: str) -> None:
+        super().__init__(tb)
+        self.tb = tb
+
+    def __str__(self) -> str:
+        return f'\n"""\n{self.tb}"""'
+
+
+class Executor(abc.ABC):
+    """Base class of every backend (inline, process pool, Ray, third-party plugins)."""
+
+    #: How many chunks may usefully be in flight at once (the ledger still caps bytes).
+    parallelism: int = 1
+
+    def __init__(self) -> None:
+        self.stats = ExecutorStats()
+
+    @abc.abstractmethod
+    def start(self, spec: WorkerSpec) -> None:
+        """Start the workers; each builds the model and hooks from ``spec`` once."""
+
+    @abc.abstractmethod
+    def submit(self, blob: bytes) -> Future[bytes]:
+        """Queue one chunk blob; the future resolves to its result blob."""
+
+    @abc.abstractmethod
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the workers. With ``cancel_futures`` pending chunks are dropped."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)

@@ -1,0 +1,303 @@
+"""A pool of worker processes with exact crash recovery.
+
+::
+
+    submit(blob) ─► pending deque ─► dispatch ─► worker i's sender thread ─► pipe ─► process i
+                                                                                    │
+    future.set_result ◄── collector thread (waits on every worker's result pipe) ◄──┘
+
+Each worker gets its own pipes and at most ``prefetch`` chunks at a time, and answers in
+order, so when a worker dies the driver knows exactly which chunk it was processing (the
+oldest one assigned to it). That chunk is retried up to ``max_attempts`` times, then its
+future fails with :class:`WorkerCrashedError` so the pipeline can split it and isolate
+the poison record. Chunks queued behind it go back to the front of the queue without
+being charged an attempt. A replacement worker starts at once; after ``max_restarts``
+replacements the run stops with :class:`WorkerPoolError` rather than loop forever.
+
+Workers are fresh interpreters (``python -m flowschema_core.executors._process_worker``),
+like multiprocessing's *spawn*, but the user's ``__main__`` is never re-run in them.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from .. import codec
+from ..errors import ConfigError, WorkerCrashedError, WorkerError, WorkerPoolError, describe_exit
+from ..worker import WorkerSpec
+from .base import Executor, RemoteTraceback
+
+
+class _Task:
+    __slots__ = ("blob", "future", "attempts")
+
+    def __init__(self, blob: bytes, future: Future[bytes]) -> None:
+        self.blob, self.future, self.attempts = blob, future, 0
+
+
+class _Worker:
+    """One worker process, its two pipes, and the chunks assigned to it (in order)."""
+
+    def __init__(self, spec_message: bytes) -> None:
+        child_in, parent_out = os.pipe()
+        parent_in, child_out = os.pipe()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flowschema_core.executors._process_worker", str(child_in), str(child_out)],
+                pass_fds=(child_in, child_out),
+                close_fds=True,
+            )
+        finally:
+            os.close(child_in)
+            os.close(child_out)
+        self.inbox = Connection(parent_in, writable=False)
+        self.outbox = Connection(parent_out, readable=False)
+        self.assigned: collections.deque[_Task] = collections.deque()
+        self.ready = False
+        self.alive = True
+        self._sends: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        boot = codec.pack({"sys_path": [os.path.abspath(p) for p in sys.path]})
+        self._sends.put(boot)
+        self._sends.put(spec_message)
+        self._sender = threading.Thread(target=self._send_loop, name=f"flowschema-send-{self.pid}", daemon=True)
+        self._sender.start()
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def send(self, task: _Task) -> None:
+        self.assigned.append(task)
+        self._sends.put(task.blob)
+
+    def _send_loop(self) -> None:
+        # Sending may block while the worker is busy; a thread per worker keeps that
+        # from ever blocking the reader or the collector.
+        while (message := self._sends.get()) is not None:
+            try:
+                self.outbox.send_bytes(message)
+            except OSError:
+                return  # the worker died; the collector sees EOF and recovers
+        self.outbox.close()
+
+    def stop(self) -> None:
+        self._sends.put(None)
+
+    def kill(self) -> None:
+        self.alive = False
+        if self.process.poll() is None:
+            self.process.kill()
+        self._sends.put(None)
+
+
+class MultiprocessingExecutor(Executor):
+    """Process chunks in ``workers`` separate processes (default: one per CPU)."""
+
+    def __init__(self, workers: int | None = None, *, prefetch: int = 2, max_attempts: int = 2, max_restarts: int = 100, start_timeout: float = 120.0) -> None:
+        super().__init__()
+        workers = os.cpu_count() or 1 if workers is None else workers
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1, got {workers}")
+        if max_attempts < 1 or prefetch < 1:
+            raise ConfigError("max_attempts and prefetch must be at least 1")
+        self.workers = workers
+        self.parallelism = workers * prefetch
+        self.prefetch, self.max_attempts, self.max_restarts = prefetch, max_attempts, max_restarts
+        self.start_timeout = start_timeout
+        self._lock = threading.Lock()
+        self._pool: list[_Worker] = []
+        self._pending: collections.deque[_Task] = collections.deque()
+        self._spec_message = b""
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._collector: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, spec: WorkerSpec) -> None:
+        import cloudpickle
+
+        try:
+            self._spec_message = cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise ConfigError(f"the model or a hook cannot be sent to worker processes: {exc}") from exc
+        self._pool = [_Worker(self._spec_message) for _ in range(self.workers)]
+        self.stats.workers = self.workers
+        self._wait_ready()
+        self._collector = threading.Thread(target=self._collect_loop, name="flowschema-collector", daemon=True)
+        self._collector.start()
+
+    def _wait_ready(self) -> None:
+        # Fail fast when workers cannot even build the model: that is a config problem.
+        waiting = {w.inbox: w for w in self._pool}
+        while waiting:
+            ready = wait(list(waiting), timeout=self.start_timeout)
+            if not ready:
+                self.shutdown(wait=False)
+                raise WorkerPoolError(f"worker processes did not start within {self.start_timeout:.0f} s")
+            for conn in ready:
+                worker = waiting.pop(conn)  # type: ignore[call-overload]
+                try:
+                    message = conn.recv_bytes()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    message = b"F" + f"worker process {describe_exit(worker.process.wait())} while starting".encode()
+                if message[:1] != b"K":
+                    self.shutdown(wait=False)
+                    raise WorkerPoolError(f"a worker could not start: {message[1:].decode('utf-8', 'replace')}")
+                worker.ready = True
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for monitoring and fault-injection tests)."""
+        with self._lock:
+            return [w.pid for w in self._pool if w.alive]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._closing = True
+            pool, self._pool = self._pool, []
+            orphans = list(self._pending)
+            self._pending.clear()
+            for worker in pool:
+                orphans.extend(worker.assigned)
+                worker.assigned.clear()
+        for worker in pool:
+            if wait and not cancel_futures:
+                worker.stop()
+            else:
+                worker.kill()
+        for worker in pool:
+            try:
+                worker.process.wait(timeout=10 if wait else 2)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.inbox.close()
+        for task in orphans:
+            if not task.future.done():
+                task.future.cancel() or task.future.set_exception(WorkerPoolError("executor shut down"))
+
+    # -- submitting ------------------------------------------------------------------
+    def submit(self, blob: bytes) -> Future[bytes]:
+        future: Future[bytes] = Future()
+        with self._lock:
+            if self._failure is not None:
+                future.set_exception(self._failure)
+                return future
+            if self._closing:
+                raise RuntimeError("cannot submit to an executor that was shut down")
+            self._pending.append(_Task(blob, future))
+            self._dispatch()
+        return future
+
+    def _dispatch(self) -> None:
+        # Called with the lock held. The least-loaded worker gets the next chunk.
+        while self._pending:
+            live = [w for w in self._pool if w.alive and len(w.assigned) < self.prefetch]
+            if not live:
+                return
+            worker = min(live, key=lambda w: len(w.assigned))
+            task = self._pending.popleft()
+            if task.future.cancelled():
+                continue
+            worker.send(task)
+
+    # -- collecting ------------------------------------------------------------------
+    def _collect_loop(self) -> None:
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                conns = {w.inbox: w for w in self._pool if w.alive}
+            ready = wait(list(conns), timeout=0.2)
+            for conn in ready:
+                worker = conns[conn]  # type: ignore[index]
+                try:
+                    message = conn.recv_bytes()  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    self._on_death(worker)
+                    continue
+                self._on_message(worker, message)
+
+    def _on_message(self, worker: _Worker, message: bytes) -> None:
+        tag = message[:1]
+        if tag == b"K":
+            worker.ready = True
+            return
+        if tag == b"F":
+            self._fail_all(WorkerPoolError(f"a replacement worker could not start: {message[1:].decode('utf-8', 'replace')}"))
+            return
+        with self._lock:
+            task = worker.assigned.popleft() if worker.assigned else None
+            self._dispatch()
+        if task is None:
+            return
+        if tag == b"R":
+            _resolve(task.future, result=message[1:])
+        else:
+            info: dict[str, Any] = codec.unpack(message[1:])
+            error = WorkerError(f"worker raised {info['type']}: {info['msg']}")
+            error.__cause__ = RemoteTraceback(info["tb"])
+            _resolve(task.future, error=error)
+
+    def _on_death(self, worker: _Worker) -> None:
+        exit_code = worker.process.wait()
+        how = describe_exit(exit_code)
+        with self._lock:
+            worker.alive = False
+            worker.kill()
+            worker.inbox.close()
+            if self._closing:
+                return
+            self._pool.remove(worker)
+            assigned = list(worker.assigned)
+            worker.assigned.clear()
+            requeue: list[_Task] = []
+            if assigned:
+                culprit = assigned[0]  # workers answer in order: it died on the oldest one
+                culprit.attempts += 1
+                if culprit.attempts >= self.max_attempts:
+                    _resolve(culprit.future, error=WorkerCrashedError(f"the worker process {how} on this chunk {culprit.attempts} times", exit_code))
+                else:
+                    self.stats.retries += 1
+                    requeue.append(culprit)
+                requeue.extend(assigned[1:])
+            self._pending.extendleft(reversed(requeue))
+            if self.stats.restarts >= self.max_restarts:
+                failure = WorkerPoolError(f"workers died {self.stats.restarts + 1} times (last one {how}); stopping instead of restarting them forever (max_restarts={self.max_restarts})")
+            else:
+                failure = None
+                self.stats.restarts += 1
+                try:
+                    self._pool.append(_Worker(self._spec_message))
+                except OSError as exc:
+                    failure = WorkerPoolError(f"cannot start a replacement worker: {exc}")
+                self._dispatch()
+        if failure is not None:
+            self._fail_all(failure)
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._lock:
+            self._failure = error
+            tasks = list(self._pending)
+            self._pending.clear()
+            for worker in self._pool:
+                tasks.extend(worker.assigned)
+                worker.assigned.clear()
+        for task in tasks:
+            _resolve(task.future, error=error)
+
+
+def _resolve(future: Future[bytes], *, result: bytes | None = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]

@@ -1,0 +1,244 @@
+"""The driver: read → ledger → executor → sinks, in source order, within a byte budget.
+
+::
+
+    reader thread                         main thread (completion loop)
+    ─────────────                         ─────────────────────────────
+    for blob, n in source.chunks():       for future, n, blob in submitted (FIFO):
+        ledger.acquire(n)   ◄─ blocks ─┐      result = future.result()   (split on crash)
+        future = executor.submit(blob) │      sink.write(valid rows); dlq.write(errors)
+        submitted.put(future, n, blob) └───── ledger.release(n)
+
+Credits come back only after a chunk's results reached the sinks, so everything in
+between (executor queues, workers, finished results waiting for an earlier chunk) stays
+inside ``max_bytes_in_flight``. Results are written strictly in source order, which makes
+record numbers exact and lets a checkpoint say "everything up to record N is written".
+
+A chunk that keeps killing its worker is split in halves until the record responsible
+stands alone; that record goes to the DLQ with stage ``worker``, the rest is processed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import chunks, codec
+from .errors import AccountingError, ConfigError, FlowSchemaError, WorkerCrashedError
+from .executors.base import Executor
+from .hooks import Hook, as_hook
+from .ledger import ByteLedger
+from .registry import make_executor
+from .report import RunReport, Sampler
+from .sinks.base import Sink
+from .sinks.jsonl import JSONLSink
+from .sources.base import Source
+from .units import parse_size
+from .worker import WorkerSpec
+
+#: Fields of a DLQ record, in the order a tabular DLQ sink (CSV, SQL) writes them.
+DLQ_FIELDS = ["run_id", "source", "record", "line", "stage", "errors", "raw", "raw_text", "ts"]
+
+_END = object()
+
+
+class Pipeline:
+    """Validate every record of ``source`` with ``model``; valid rows to ``sink``, the
+    rest to ``errors`` (the DLQ) with the reason.
+
+    :param max_bytes_in_flight: the byte budget, e.g. ``"256MB"``; msgpack bytes of the
+        chunks between the reader and the sinks never exceed it (a lone larger chunk aside).
+    :param chunk_bytes: about how many msgpack bytes go in one chunk.
+    :param executor: ``"process"`` (default), ``"inline"``, ``"ray"`` or an Executor.
+    :param hooks: :class:`Hook` objects, or callables taken as ``before_validate`` hooks.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        model: type[BaseModel],
+        sink: Sink,
+        errors: Sink | None = None,
+        *,
+        max_bytes_in_flight: int | str = "256MB",
+        chunk_bytes: int | str = "1MiB",
+        executor: Executor | str | None = None,
+        hooks: Sequence[Hook | Any] = (),
+        sample_interval: float = 0.25,
+        run_id: str | None = None,
+    ) -> None:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise ConfigError(f"model must be a pydantic.BaseModel subclass, not {model!r}")
+        if not isinstance(source, Source):
+            raise ConfigError(f"source must be a flowschema Source (e.g. CSVSource('file.csv')), not {type(source).__name__}")
+        if not isinstance(sink, Sink) or (errors is not None and not isinstance(errors, Sink)):
+            raise ConfigError("sink and errors must be flowschema Sinks (e.g. JSONLSink('out.jsonl'))")
+        self.source, self.model, self.sink = source, model, sink
+        self.errors = errors if errors is not None else JSONLSink(_default_dlq_path(sink))
+        self.max_bytes_in_flight = parse_size(max_bytes_in_flight, name="max_bytes_in_flight")
+        self.chunk_bytes = parse_size(chunk_bytes, name="chunk_bytes")
+        if self.chunk_bytes > self.max_bytes_in_flight:
+            raise ConfigError(f"chunk_bytes ({self.chunk_bytes}) must not exceed max_bytes_in_flight ({self.max_bytes_in_flight})")
+        self.executor = make_executor(executor)
+        self.hooks = [as_hook(h) for h in hooks]
+        self.sample_interval = sample_interval
+        self.run_id = run_id or uuid.uuid4().hex[:12]
+
+    # ------------------------------------------------------------------------------
+    def run(self) -> RunReport:
+        """Run to the end and return the report. Ctrl-C stops cleanly: the report then
+        says ``interrupted`` and no output appears under its final name."""
+        report = RunReport(
+            run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
+            executor=type(self.executor).__name__, max_bytes_in_flight=self.max_bytes_in_flight,
+            started_at=_now(),
+        )
+        ledger = ByteLedger(self.max_bytes_in_flight)
+        sampler = Sampler(self.sample_interval, lambda: ledger.in_flight, lambda: report.rows_read)
+        submitted: queue.Queue[Any] = queue.Queue()
+        stop = threading.Event()
+        started = time.perf_counter()
+        reader: threading.Thread | None = None
+        opened: list[Sink] = []
+        try:
+            self.executor.start(WorkerSpec(self.model, self.hooks, self.sink.output_form))
+            report.workers = self.executor.stats.workers
+            sampler.start()
+            for sink, fields, model in ((self.sink, list(self.model.model_fields), self.model), (self.errors, DLQ_FIELDS, None)):
+                sink.open(fields, model)
+                opened.append(sink)
+            reader = threading.Thread(target=self._read, args=(ledger, submitted, stop, report), name="flowschema-reader", daemon=True)
+            reader.start()
+            self._complete(ledger, submitted, report)
+            reader.join()
+            self._check(report, ledger)
+            for sink in opened:
+                sink.commit()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            self._abort(stop, ledger, opened)
+        except BaseException:
+            self._abort(stop, ledger, opened)
+            raise
+        finally:
+            self.executor.shutdown(wait=not report.interrupted, cancel_futures=report.interrupted)
+            self.source.close()
+            if reader is not None:
+                reader.join(timeout=5)
+            if sampler._thread.is_alive():
+                sampler.stop()
+            report.elapsed_s = time.perf_counter() - started
+            report.rows_per_s = report.rows_read / report.elapsed_s if report.elapsed_s else 0.0
+            report.peak_bytes_in_flight = ledger.peak
+            report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
+            report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
+            report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+        return report
+
+    def _abort(self, stop: threading.Event, ledger: ByteLedger, opened: Iterable[Sink]) -> None:
+        stop.set()
+        ledger.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for sink in opened:
+            sink.abort()
+
+    # -- reader thread ---------------------------------------------------------------
+    def _read(self, ledger: ByteLedger, submitted: queue.Queue[Any], stop: threading.Event, report: RunReport) -> None:
+        try:
+            for blob, n in self.source.chunks(self.chunk_bytes):
+                if stop.is_set() or not ledger.acquire(n):
+                    return
+                report.chunks += 1
+                report.bytes_read += n
+                submitted.put((self.executor.submit(blob), n, blob))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+            submitted.put(exc)
+        finally:
+            submitted.put(_END)
+
+    # -- main thread -----------------------------------------------------------------
+    def _complete(self, ledger: ByteLedger, submitted: queue.Queue[Any], report: RunReport) -> None:
+        while True:
+            item = submitted.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, FlowSchemaError):
+                    raise item
+                raise FlowSchemaError(f"reading {self.source.name} failed: {type(item).__name__}: {item}") from item
+            future, n, blob = item
+            self._settle(future, blob, report)
+            ledger.release(n)
+
+    def _settle(self, future: Future[bytes], blob: bytes, report: RunReport) -> None:
+        """Write one chunk's results; if it kept crashing workers, split it and retry."""
+        try:
+            result = codec.decode(future.result())
+        except WorkerCrashedError as crash:
+            chunk = codec.decode(blob)
+            halves = chunks.split(chunk)
+            if halves is None:
+                self._write(_poison_result(chunk, crash), report)
+                return
+            pieces = [codec.encode(half)[0] for half in halves]
+            futures = [self.executor.submit(piece) for piece in pieces]
+            for piece, piece_future in zip(pieces, futures):
+                self._settle(piece_future, piece, report)
+            return
+        self._write(result, report)
+
+    def _write(self, result: dict[str, Any], report: RunReport) -> None:
+        n, valid, filtered, errors = result["n"], result["valid"], result["filtered"], result["errors"]
+        if n != valid + len(errors) + filtered:
+            raise AccountingError(f"a chunk of {n} records came back as {valid} valid + {len(errors)} invalid + {filtered} filtered")
+        if valid:
+            self.sink.write(result["data"])
+        if errors:
+            ts = _now()
+            base = report.rows_read
+            records = []
+            for e in errors:
+                records.append({
+                    "run_id": self.run_id, "source": self.source.name, "record": base + e["i"] + 1,
+                    "line": e["line"], "stage": e["stage"], "errors": e["errors"], "raw": e["raw"],
+                    "raw_text": e["raw_text"], "ts": ts,
+                })
+                report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
+            self.errors.write_records(records)
+        report.rows_read += n
+        report.rows_valid += valid
+        report.rows_invalid += len(errors)
+        report.rows_filtered += filtered
+
+    def _check(self, report: RunReport, ledger: ByteLedger) -> None:
+        if not report.balanced:
+            raise AccountingError(
+                f"read {report.rows_read} != valid {report.rows_valid} + invalid {report.rows_invalid} + filtered {report.rows_filtered}"
+            )
+        if ledger.outstanding or ledger.in_flight:
+            raise AccountingError(f"{ledger.outstanding} chunks ({ledger.in_flight} bytes) never came back")
+
+
+def _poison_result(chunk: dict[str, Any], crash: WorkerCrashedError) -> dict[str, Any]:
+    """The result of a one-record chunk that crashed its worker every time it was tried."""
+    line, raw, raw_text = chunks.describe_single(chunk)
+    entry = {"type": "worker_crashed", "loc": [], "msg": str(crash), "input": None}
+    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "errors": [{"i": 0, "line": line, "stage": "worker", "errors": [entry], "raw": raw, "raw_text": raw_text}]}
+
+
+def _default_dlq_path(sink: Sink) -> str:
+    name = sink.name if sink.name and "://" not in sink.name else "flowschema"
+    return f"{os.path.splitext(name)[0]}.errors.jsonl"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,7 @@
+"""Sinks: where valid rows and DLQ records go (see :mod:`flowschema_core.sinks.base`)."""
+
+from .base import AtomicFile, Sink
+from .csv import CSVSink
+from .jsonl import JSONLSink
+
+__all__ = ["AtomicFile", "CSVSink", "JSONLSink", "Sink"]

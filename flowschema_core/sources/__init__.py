@@ -1,0 +1,8 @@
+"""Sources: where records come from (see :mod:`flowschema_core.sources.base`)."""
+
+from .base import ParseFailure, RecordSource, Source
+from .csv import CSVSource
+from .json import JSONSource
+from .jsonl import JSONLSource
+
+__all__ = ["CSVSource", "JSONLSource", "JSONSource", "ParseFailure", "RecordSource", "Source"]

@@ -1,0 +1,161 @@
+"""CSV files, cut into raw byte blocks at record boundaries and parsed by the workers.
+
+The driver only reads bytes and finds record boundaries (quote parity, see
+:mod:`flowschema_core.blocks`): no per-record Python work. Workers parse each block with
+:mod:`csv`; a ragged row or undecodable bytes become a ``parse`` DLQ record with its raw
+text, never a padded row or a dropped one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from .. import blocks, chunks, codec
+from ..errors import ConfigError, SourceError
+from ..units import parse_size
+from .base import Source, open_input
+
+_READ_SIZE = 1 << 20
+
+
+class CSVSource(Source):
+    """Read a delimited text file with a header row.
+
+    :param header: True to read field names from the first record, or a list of names
+        when the file has no header row.
+    :param skip_rows: physical lines to skip before the header (titles, notes).
+    :param max_record_bytes: a record longer than this (usually a stray quote that makes
+        the rest of the file one field) is cut at a line end instead of buffering on.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        quotechar: str | None = '"',
+        encoding: str = "utf-8",
+        header: bool | list[str] = True,
+        skip_rows: int = 0,
+        skipinitialspace: bool = False,
+        max_record_bytes: int | str = "64MiB",
+    ) -> None:
+        self.path = os.fspath(path)
+        self.name = self.path
+        if len(delimiter) != 1 or delimiter in "\r\n":
+            raise ConfigError(f"delimiter must be one character other than a newline, got {delimiter!r}")
+        if quotechar is not None and (len(quotechar) != 1 or quotechar == delimiter):
+            raise ConfigError(f"quotechar must be one character different from the delimiter, got {quotechar!r}")
+        self.encoding = _check_encoding(encoding)
+        self.delimiter, self.quotechar = delimiter, quotechar
+        self.header, self.skip_rows = header, skip_rows
+        self.max_record_bytes = parse_size(max_record_bytes, name="max_record_bytes")
+        self.dialect: dict[str, Any] = {
+            "delimiter": delimiter,
+            "quotechar": quotechar or '"',
+            "doublequote": True,
+            "skipinitialspace": skipinitialspace,
+            "quoting_enabled": quotechar is not None,
+        }
+        self.fields: list[str] = list(header) if isinstance(header, list) else []
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "csv", "name": self.path, "dialect": self.dialect, "encoding": self.encoding}
+
+    def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
+        quote = self.quotechar.encode(self.encoding) if self.quotechar else None
+        with open_input(self.path, "CSV file") as f:
+            buf = f.read(_READ_SIZE)
+            if buf.startswith(codecs.BOM_UTF8) and self.encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig"):
+                buf = buf[len(codecs.BOM_UTF8):]
+            lines_before = 0
+            for _ in range(self.skip_rows):
+                buf, eof = self._fill_until(f, buf, lambda b: b.find(b"\n"))
+                cut = buf.find(b"\n") + 1 or len(buf)
+                buf, lines_before = buf[cut:], lines_before + 1
+            if self.header is True:
+                buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
+                cut = blocks.first_boundary(buf, quote)
+                head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
+                lines_before += head.count(b"\n")
+                self.fields = self._parse_header(head)
+                if not self.fields:
+                    return  # an empty file holds no records
+            eof = False
+            while not eof or buf:
+                if not eof and len(buf) < target_bytes:
+                    more = f.read(max(target_bytes - len(buf), _READ_SIZE))
+                    eof = not more
+                    buf += more
+                    if not eof:
+                        continue
+                cut = len(buf) if eof and len(buf) <= target_bytes else blocks.last_boundary(buf, quote, min(len(buf), target_bytes))
+                if cut <= 0 and len(buf) > target_bytes:
+                    cut = len(buf) if eof else blocks.last_boundary(buf, quote)  # one record longer than a chunk
+                if cut <= 0:
+                    if len(buf) < self.max_record_bytes:
+                        more = f.read(_READ_SIZE)
+                        eof = not more
+                        buf += more
+                        continue
+                    # No record boundary within the limit: cut at a line end anyway, so a
+                    # stray quote costs some parse errors instead of all the memory.
+                    cut = buf.rfind(b"\n") + 1 or len(buf)
+                block, buf = buf[:cut], buf[cut:]
+                yield codec.encode(chunks.csv_chunk(block, lines_before, self.fields, self.dialect, self.encoding))
+                lines_before += block.count(b"\n")
+
+    def _fill_until(self, f: Any, buf: bytes, find: Any) -> tuple[bytes, bool]:
+        while find(buf) < 0:
+            if len(buf) > self.max_record_bytes:
+                raise SourceError(f"{self.path}: no end of the header row within {len(buf)} bytes")
+            more = f.read(_READ_SIZE)
+            if not more:
+                return buf, True
+            buf += more
+        return buf, False
+
+    def _parse_header(self, head: bytes) -> list[str]:
+        try:
+            text = head.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            raise SourceError(f"{self.path}: the header row is not valid {self.encoding} ({exc.reason} at byte {exc.start}); pass encoding=... ") from exc
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), **_options(self.dialect)) if r]
+        if not rows:
+            return []
+        fields = rows[0]
+        duplicates = sorted({f for f in fields if fields.count(f) > 1})
+        if duplicates:
+            raise SourceError(f"{self.path}: the header names these columns more than once: {duplicates}; rename them or pass header=[...]")
+        return fields
+
+
+def _options(dialect: dict[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in dialect.items() if k != "quoting_enabled"}
+    if not dialect["quoting_enabled"]:
+        options["quoting"] = csv.QUOTE_NONE
+    return options
+
+
+def _check_encoding(encoding: str) -> str:
+    try:
+        codecs.lookup(encoding)
+    except LookupError as exc:
+        raise ConfigError(f"unknown encoding {encoding!r}") from exc
+    # Blocks are cut on raw bytes, so newline, quote and comma must be the ASCII bytes.
+    probe = '\n\r",;|\t'
+    try:
+        ascii_compatible = probe.encode(encoding) == probe.encode("ascii")
+    except UnicodeEncodeError:
+        ascii_compatible = False
+    if not ascii_compatible:
+        raise ConfigError(
+            f"encoding {encoding!r} is not ASCII-compatible (e.g. UTF-16); convert the file "
+            f"first, for example: iconv -f {encoding} -t utf-8 in.csv > out.csv"
+        )
+    return "utf-8" if encoding.replace("_", "-").lower() == "utf-8-sig" else encoding

@@ -1,0 +1,59 @@
+"""JSON Lines: one JSON object per line, shipped as raw byte blocks cut at newlines.
+
+A JSON text cannot hold a raw newline, so every newline ends a record and the driver
+cuts blocks with one ``rfind``. Workers parse each line; a line that is not valid JSON,
+or not an object, becomes a ``parse`` DLQ record with its text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from .. import chunks, codec
+from ..units import parse_size
+from .base import Source, open_input
+
+_READ_SIZE = 1 << 20
+
+
+class JSONLSource(Source):
+    """Read a JSON Lines file (``.jsonl`` / ``.ndjson``). Blank lines are skipped."""
+
+    def __init__(self, path: str | os.PathLike[str], *, max_record_bytes: int | str = "64MiB") -> None:
+        self.path = os.fspath(path)
+        self.name = self.path
+        self.max_record_bytes = parse_size(max_record_bytes, name="max_record_bytes")
+
+    def fingerprint(self) -> dict[str, Any]:
+        return {"kind": "jsonl", "name": self.path}
+
+    def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
+        with open_input(self.path, "JSON Lines file") as f:
+            buf = f.read(_READ_SIZE)
+            if buf.startswith(codecs.BOM_UTF8):
+                buf = buf[len(codecs.BOM_UTF8):]
+            lines_before = 0
+            eof = False
+            while not eof or buf:
+                if not eof and len(buf) < target_bytes:
+                    more = f.read(max(target_bytes - len(buf), _READ_SIZE))
+                    eof = not more
+                    buf += more
+                    if not eof:
+                        continue
+                cut = len(buf) if eof and len(buf) <= target_bytes else buf.rfind(b"\n", 0, target_bytes) + 1
+                if cut <= 0 and len(buf) > target_bytes:
+                    cut = len(buf) if eof else buf.rfind(b"\n") + 1  # one line longer than a chunk
+                if cut <= 0:
+                    if len(buf) < self.max_record_bytes:
+                        more = f.read(_READ_SIZE)
+                        eof = not more
+                        buf += more
+                        continue
+                    cut = len(buf)  # one enormous line: it goes alone (and likely fails to parse)
+                block, buf = buf[:cut], buf[cut:]
+                yield codec.encode(chunks.jsonl_chunk(block, lines_before, "utf-8"))
+                lines_before += block.count(b"\n")

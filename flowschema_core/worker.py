@@ -1,0 +1,253 @@
+"""What a worker does with a chunk: parse, run hooks, validate, encode for the sink.
+
+::
+
+    blob ─► codec.decode ─► records (parsed here for csv/jsonl chunks)
+                               │  before_validate hooks   (exception → DLQ "transform")
+                               │  Model.model_validate     (ValidationError → DLQ "validate")
+                               │  after_validate hooks     (None → filtered)
+                               ▼
+            valid rows, already in the sink's form ("jsonl" bytes, "csv" bytes, "python" lists)
+            + DLQ entries numbered within the chunk  ─► codec.encode ─► result blob
+
+A worker builds its :class:`ChunkProcessor` once (model, hooks, output form) and reuses it
+for every chunk. The same code runs inline, in a process and in a Ray actor.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
+
+from . import chunks, codec
+from .hooks import Hook, overrides
+
+OUTPUT_FORMS = ("jsonl", "csv", "python")
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+
+
+@dataclass
+class WorkerSpec:
+    """Everything a worker needs, sent once when it starts (cloudpickled: code, not data)."""
+
+    model: type[BaseModel]
+    hooks: list[Hook] = field(default_factory=list)
+    output_form: str = "jsonl"
+
+
+def error_entries(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic errors as JSON-safe ``{type, loc, msg, input}`` dicts."""
+    return [
+        {
+            "type": e["type"],
+            "loc": list(e["loc"]),
+            "msg": e["msg"],
+            "input": to_jsonable_python(e.get("input"), fallback=repr),
+        }
+        for e in exc.errors(include_url=False, include_context=False)
+    ]
+
+
+def _exception_entry(kind: str, exc: BaseException, where: str) -> dict[str, Any]:
+    return {"type": kind, "loc": [], "msg": f"{where}: {type(exc).__name__}: {exc}", "input": None}
+
+
+def _escape(text: str) -> str:
+    """Keep undecodable bytes recoverable in JSON: ``\\xNN`` escapes instead of surrogates."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class ChunkProcessor:
+    """Turns chunk blobs into result blobs. Built once per worker."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.model = spec.model
+        self.validate = spec.model.model_validate
+        self.fields = list(spec.model.model_fields)
+        self.output_form = spec.output_form
+        if self.output_form not in OUTPUT_FORMS:
+            raise ValueError(f"unknown output form {self.output_form!r}")
+        for hook in spec.hooks:
+            hook.setup()
+        self.before = [h for h in spec.hooks if overrides(h, "before_validate")]
+        self.after = [h for h in spec.hooks if overrides(h, "after_validate")]
+
+    # -- entry point -----------------------------------------------------------------
+    def process(self, blob: bytes) -> bytes:
+        chunk = codec.decode(blob)
+        batch = _Batch()
+        kind = chunk["kind"]
+        if kind == chunks.CSV:
+            self._csv(chunk, batch)
+        elif kind == chunks.JSONL:
+            self._jsonl(chunk, batch)
+        elif kind == chunks.ROWS:
+            self._rows(chunk, batch)
+        else:
+            raise ValueError(f"unknown chunk kind {kind!r}")
+        return codec.encode(batch.result(self.output_form, self.fields))[0]
+
+    # -- parsing ---------------------------------------------------------------------
+    def _rows(self, chunk: dict[str, Any], batch: _Batch) -> None:
+        fields, lines = chunk["fields"], chunk["lines"]
+        bad = {b[0]: b for b in chunk["bad"]}
+        batch.seen = len(chunk["rows"])
+        for i, row in enumerate(chunk["rows"]):
+            line = lines[i] if lines else None
+            if row is None:
+                _, reason, raw_text = bad[i]
+                batch.parse_error(i, line, reason, raw_text)
+            else:
+                self._record(dict(zip(fields, row)) if fields is not None else row, i, line, batch)
+
+    def _jsonl(self, chunk: dict[str, Any], batch: _Batch) -> None:
+        data: bytes = chunk["data"]
+        line = chunk["line0"]
+        i = 0
+        for raw in data.split(b"\n"):
+            line += 1
+            if not raw.strip():
+                continue  # blank lines hold no record
+            try:
+                record = json.loads(raw)
+            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+                batch.parse_error(i, line, f"invalid JSON: {exc}", _escape(raw.decode("utf-8", "surrogateescape")))
+            else:
+                if isinstance(record, dict):
+                    self._record(record, i, line, batch)
+                else:
+                    batch.parse_error(i, line, f"expected a JSON object, got {type(record).__name__}", raw.decode("utf-8", "backslashreplace"))
+            i += 1
+        batch.seen = i
+
+    def _csv(self, chunk: dict[str, Any], batch: _Batch) -> None:
+        data: bytes = chunk["data"]
+        encoding: str = chunk["encoding"]
+        try:
+            text = data.decode(encoding)
+            escaped = False
+        except UnicodeDecodeError:
+            text = data.decode(encoding, "surrogateescape")
+            escaped = True
+        parts = text.split("\n")
+        lines = [p + "\n" for p in parts]
+        if parts[-1]:
+            lines[-1] = parts[-1]
+        else:
+            lines.pop()
+        fields: list[str] = chunk["fields"]
+        width = len(fields)
+        reader = csv.reader(lines, **_reader_options(chunk["dialect"]))
+        line0 = chunk["line0"]
+        consumed = 0
+        i = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                batch.parse_error(i, line0 + consumed + 1, f"malformed CSV: {exc}", _escape("".join(lines[consumed:reader.line_num]).rstrip("\r\n")))
+                consumed = reader.line_num
+                i += 1
+                continue
+            start = consumed
+            consumed = reader.line_num
+            if not row:
+                continue  # a blank line is not a record
+            if len(row) != width:
+                raw_text = _escape("".join(lines[start:consumed]).rstrip("\r\n"))
+                batch.parse_error(i, line0 + start + 1, f"expected {width} fields, found {len(row)}", raw_text)
+            elif escaped and any(_ESCAPED_BYTE.search(v) for v in row):
+                raw_text = _escape("".join(lines[start:consumed]).rstrip("\r\n"))
+                batch.parse_error(i, line0 + start + 1, f"bytes that are not valid {encoding}", raw_text)
+            else:
+                self._record(dict(zip(fields, row)), i, line0 + start + 1, batch)
+            i += 1
+        batch.seen = i
+
+    # -- one record ------------------------------------------------------------------
+    def _record(self, record: dict[str, Any], i: int, line: int | None, batch: _Batch) -> None:
+        raw = record
+        for hook in self.before:
+            try:
+                record = hook.before_validate(record)  # type: ignore[assignment]
+            except Exception as exc:  # noqa: BLE001 - any hook failure is this record's problem
+                batch.error(i, line, "transform", [_exception_entry("hook_error", exc, f"before_validate hook {hook.name}")], raw)
+                return
+            if record is None:
+                batch.filtered += 1
+                return
+        try:
+            obj = self.validate(record)
+        except ValidationError as exc:
+            batch.error(i, line, "validate", error_entries(exc), raw)
+            return
+        for hook in self.after:
+            try:
+                result = hook.after_validate(obj)
+            except Exception as exc:  # noqa: BLE001
+                batch.error(i, line, "transform", [_exception_entry("hook_error", exc, f"after_validate hook {hook.name}")], raw)
+                return
+            if result is None:
+                batch.filtered += 1
+                return
+            if not isinstance(result, self.model):
+                msg = f"after_validate hook {hook.name} returned {type(result).__name__}, expected {self.model.__name__} or None"
+                batch.error(i, line, "transform", [{"type": "hook_error", "loc": [], "msg": msg, "input": None}], raw)
+                return
+            obj = result
+        batch.valid.append(obj)
+
+
+def _reader_options(dialect: dict[str, Any]) -> dict[str, Any]:
+    options = {k: v for k, v in dialect.items() if k != "quoting_enabled"}
+    if not dialect.get("quoting_enabled", True):
+        options["quoting"] = csv.QUOTE_NONE
+    return options
+
+
+class _Batch:
+    """Results of one chunk, collected record by record."""
+
+    def __init__(self) -> None:
+        self.valid: list[BaseModel] = []
+        self.errors: list[dict[str, Any]] = []
+        self.filtered = 0
+        self.seen = 0
+
+    def error(self, i: int, line: int | None, stage: str, errors: list[dict[str, Any]], raw: Any = None, raw_text: str | None = None) -> None:
+        self.errors.append({"i": i, "line": line, "stage": stage, "errors": errors, "raw": raw, "raw_text": raw_text})
+
+    def parse_error(self, i: int, line: int | None, reason: str, raw_text: str | None) -> None:
+        self.error(i, line, "parse", [{"type": "parse_error", "loc": [], "msg": reason, "input": None}], None, raw_text)
+
+    def result(self, form: str, fields: list[str]) -> dict[str, Any]:
+        valid = self.valid
+        if form == "jsonl":
+            data: Any = b"".join(type(m).__pydantic_serializer__.to_json(m) + b"\n" for m in valid)
+        elif form == "csv":
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            for m in valid:
+                dumped = m.model_dump(mode="json")
+                writer.writerow([_csv_cell(dumped[f]) for f in fields])
+            data = out.getvalue().encode("utf-8", "backslashreplace")
+        else:
+            data = [list(m.model_dump().values()) for m in valid]
+        # ``n`` counts records as parsed, independently of their outcomes, so the driver's
+        # accounting check (n == valid + invalid + filtered) can catch a lost record.
+        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "errors": self.errors}
+
+
+def _csv_cell(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False)
+    return "" if value is None else value
