@@ -144,6 +144,8 @@ class ChunkProcessor:
             lines.pop()
         fields: list[str] = chunk["fields"]
         width = len(fields)
+        # An empty CSV cell means "no value": None lets Optional fields validate.
+        empty_as_none = chunk["dialect"].get("empty_as_none", True)
         reader = csv.reader(lines, **_reader_options(chunk["dialect"]))
         line0 = chunk["line0"]
         consumed = 0
@@ -169,6 +171,8 @@ class ChunkProcessor:
                 raw_text = _escape("".join(lines[start:consumed]).rstrip("\r\n"))
                 batch.parse_error(i, line0 + start + 1, f"bytes that are not valid {encoding}", raw_text)
             else:
+                if empty_as_none:
+                    row = [v if v else None for v in row]
                 self._record(dict(zip(fields, row)), i, line0 + start + 1, batch)
             i += 1
         batch.seen = i
@@ -208,7 +212,7 @@ class ChunkProcessor:
 
 
 def _reader_options(dialect: dict[str, Any]) -> dict[str, Any]:
-    options = {k: v for k, v in dialect.items() if k != "quoting_enabled"}
+    options = {k: v for k, v in dialect.items() if k not in ("quoting_enabled", "empty_as_none")}
     if not dialect.get("quoting_enabled", True):
         options["quoting"] = csv.QUOTE_NONE
     return options

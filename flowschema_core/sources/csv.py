@@ -29,6 +29,8 @@ class CSVSource(Source):
     :param header: True to read field names from the first record, or a list of names
         when the file has no header row.
     :param skip_rows: physical lines to skip before the header (titles, notes).
+    :param empty_as_none: an empty cell becomes None (so Optional fields validate),
+        rather than the empty string.
     :param max_record_bytes: a record longer than this (usually a stray quote that makes
         the rest of the file one field) is cut at a line end instead of buffering on.
     """
@@ -43,6 +45,7 @@ class CSVSource(Source):
         header: bool | list[str] = True,
         skip_rows: int = 0,
         skipinitialspace: bool = False,
+        empty_as_none: bool = True,
         max_record_bytes: int | str = "64MiB",
     ) -> None:
         self.path = os.fspath(path)
@@ -61,6 +64,7 @@ class CSVSource(Source):
             "doublequote": True,
             "skipinitialspace": skipinitialspace,
             "quoting_enabled": quotechar is not None,
+            "empty_as_none": empty_as_none,
         }
         self.fields: list[str] = list(header) if isinstance(header, list) else []
 
@@ -136,7 +140,7 @@ class CSVSource(Source):
 
 
 def _options(dialect: dict[str, Any]) -> dict[str, Any]:
-    options = {k: v for k, v in dialect.items() if k != "quoting_enabled"}
+    options = {k: v for k, v in dialect.items() if k not in ("quoting_enabled", "empty_as_none")}
     if not dialect["quoting_enabled"]:
         options["quoting"] = csv.QUOTE_NONE
     return options
