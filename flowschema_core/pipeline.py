@@ -200,11 +200,14 @@ class Pipeline:
         n, valid, filtered, errors = result["n"], result["valid"], result["filtered"], result["errors"]
         if n != valid + len(errors) + filtered:
             raise AccountingError(f"a chunk of {n} records came back as {valid} valid + {len(errors)} invalid + {filtered} filtered")
+        base = report.rows_read
         if valid:
-            self.sink.write(result["data"])
+            refused = self.sink.write(result["data"])
+            if refused:
+                errors = errors + self._refused(refused, result)
+                valid -= len(refused)
         if errors:
             ts = _now()
-            base = report.rows_read
             records = []
             for e in errors:
                 records.append({
@@ -218,6 +221,19 @@ class Pipeline:
         report.rows_valid += valid
         report.rows_invalid += len(errors)
         report.rows_filtered += filtered
+
+    def _refused(self, refused: Sequence[tuple[int, str]], result: dict[str, Any]) -> list[dict[str, Any]]:
+        """DLQ entries (stage ``sink``) for the rows the sink refused."""
+        fields = list(self.model.model_fields)
+        entries = []
+        for position, reason in refused:
+            data = result["data"]
+            raw = dict(zip(fields, data[position])) if self.sink.output_form == "python" else None
+            entries.append({
+                "i": result["valid_i"][position], "line": None, "stage": "sink", "raw": raw, "raw_text": None,
+                "errors": [{"type": "sink_refused", "loc": [], "msg": reason, "input": None}],
+            })
+        return entries
 
     def _check(self, report: RunReport, ledger: ByteLedger) -> None:
         if not report.balanced:

@@ -209,6 +209,7 @@ class ChunkProcessor:
                 return
             obj = result
         batch.valid.append(obj)
+        batch.valid_i.append(i)
 
 
 def _reader_options(dialect: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +224,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.valid: list[BaseModel] = []
+        self.valid_i: list[int] = []  # record index (in the chunk) of each valid row
         self.errors: list[dict[str, Any]] = []
         self.filtered = 0
         self.seen = 0
@@ -248,7 +250,7 @@ class _Batch:
             data = [list(m.model_dump().values()) for m in valid]
         # ``n`` counts records as parsed, independently of their outcomes, so the driver's
         # accounting check (n == valid + invalid + filtered) can catch a lost record.
-        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "errors": self.errors}
+        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "valid_i": self.valid_i, "errors": self.errors}
 
 
 def _csv_cell(value: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import os
 import uuid
+from collections.abc import Sequence
 from typing import IO, Any
 
 from pydantic import BaseModel
@@ -34,8 +35,13 @@ class Sink(abc.ABC):
         """Prepare to receive rows with these fields (model is None for the DLQ)."""
 
     @abc.abstractmethod
-    def write(self, data: Any) -> None:
-        """Write one chunk of valid rows, in ``output_form``."""
+    def write(self, data: Any) -> Sequence[tuple[int, str]] | None:
+        """Write one chunk of valid rows, in ``output_form``.
+
+        Return the rows the destination refused, as ``(position in data, reason)``
+        pairs (a constraint violation, say); the driver sends them to the DLQ with stage
+        ``sink``. The other rows of the chunk must still be written.
+        """
 
     @abc.abstractmethod
     def write_records(self, records: list[dict[str, Any]]) -> None:
