@@ -23,8 +23,8 @@ from .hooks import Hook, after_validate, before_validate
 from .ledger import ByteLedger
 from .pipeline import DLQ_FIELDS, Pipeline
 from .report import RunReport
-from .sinks import CSVSink, JSONLSink, Sink
-from .sources import CSVSource, JSONLSource, JSONSource, ParseFailure, RecordSource, Source
+from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
+from .sources import CSVSource, JSONLSource, JSONSource, ParquetSource, ParseFailure, RecordSource, Source, SQLSource
 from .units import parse_size
 
 __version__ = "0.1.0"
@@ -47,10 +47,14 @@ __all__ = [
     "JSONSource",
     "MissingDependencyError",
     "MultiprocessingExecutor",
+    "ParquetSink",
+    "ParquetSource",
     "ParseFailure",
     "Pipeline",
     "RecordSource",
     "RunReport",
+    "SQLSink",
+    "SQLSource",
     "Sink",
     "SinkError",
     "Source",

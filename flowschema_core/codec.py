@@ -91,8 +91,10 @@ def unpack(payload: bytes) -> Any:
             payload, ext_hook=_ext_hook, raw=False, strict_map_key=False,
             unicode_errors="surrogatepass", use_list=True,
         )
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise CodecError(f"cannot decode chunk: {exc}") from exc
+    # Corrupt bytes surface as many types: a bad Decimal is an ArithmeticError, a list
+    # used as a map key a TypeError. All mean the same thing here.
+    except (ValueError, TypeError, ArithmeticError, msgpack.UnpackException) as exc:
+        raise CodecError(f"cannot decode chunk: {type(exc).__name__}: {exc}") from exc
 
 
 def frame(payload: bytes) -> bytes:
@@ -115,8 +117,9 @@ def unframe(blob: bytes) -> bytes:
     if blob[3] & _COMPRESSED:
         try:
             return lz4.block.decompress(body)
-        except lz4.block.LZ4BlockError as exc:
-            raise CodecError(f"corrupt chunk: {exc}") from exc
+        # A corrupt size prefix raises ValueError (too short) or MemoryError (too large).
+        except (lz4.block.LZ4BlockError, ValueError, MemoryError) as exc:
+            raise CodecError(f"corrupt chunk: {type(exc).__name__}: {exc}") from exc
     return bytes(body)
 
 

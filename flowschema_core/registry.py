@@ -29,11 +29,17 @@ SOURCES: dict[str, str] = {
     ".jsonl": "flowschema_core.sources.jsonl:JSONLSource",
     ".ndjson": "flowschema_core.sources.jsonl:JSONLSource",
     ".json": "flowschema_core.sources.json:JSONSource",
+    ".parquet": "flowschema_core.sources.parquet:ParquetSource",
+    "sqlite://": "flowschema_core.sources.sql:SQLSource",
+    "postgresql://": "flowschema_core.sources.sql:SQLSource",
 }
 SINKS: dict[str, str] = {
     ".jsonl": "flowschema_core.sinks.jsonl:JSONLSink",
     ".ndjson": "flowschema_core.sinks.jsonl:JSONLSink",
     ".csv": "flowschema_core.sinks.csv:CSVSink",
+    ".parquet": "flowschema_core.sinks.parquet:ParquetSink",
+    "sqlite://": "flowschema_core.sinks.sql:SQLSink",
+    "postgresql://": "flowschema_core.sinks.sql:SQLSink",
 }
 
 _entry_points: dict[str, Any] | None = None

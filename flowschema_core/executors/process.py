@@ -154,9 +154,9 @@ class MultiprocessingExecutor(Executor):
                 worker.ready = True
 
     def worker_pids(self) -> list[int]:
-        """Process ids of the live workers (for monitoring and fault-injection tests)."""
+        """Process ids of the live, started workers (for monitoring and fault-injection tests)."""
         with self._lock:
-            return [w.pid for w in self._pool if w.alive]
+            return [w.pid for w in self._pool if w.alive and w.ready]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -259,7 +259,9 @@ class MultiprocessingExecutor(Executor):
             assigned = list(worker.assigned)
             worker.assigned.clear()
             requeue: list[_Task] = []
-            if assigned:
+            if assigned and not worker.ready:
+                requeue.extend(assigned)  # it died booting, before touching any chunk
+            elif assigned:
                 culprit = assigned[0]  # workers answer in order: it died on the oldest one
                 culprit.attempts += 1
                 if culprit.attempts >= self.max_attempts:

@@ -3,5 +3,7 @@
 from .base import AtomicFile, Sink
 from .csv import CSVSink
 from .jsonl import JSONLSink
+from .parquet import ParquetSink
+from .sql import SQLSink
 
-__all__ = ["AtomicFile", "CSVSink", "JSONLSink", "Sink"]
+__all__ = ["AtomicFile", "CSVSink", "JSONLSink", "ParquetSink", "SQLSink", "Sink"]

@@ -63,6 +63,10 @@ class CSVSource(Source):
             "quotechar": quotechar or '"',
             "doublequote": True,
             "skipinitialspace": skipinitialspace,
+            # A quote left open at the end of a block (a stray quote) is a parse error with
+            # the raw text, not a silently swallowed rest of the file; so is text after a
+            # closing quote.
+            "strict": True,
             "quoting_enabled": quotechar is not None,
             "empty_as_none": empty_as_none,
         }
@@ -75,7 +79,7 @@ class CSVSource(Source):
         quote = self.quotechar.encode(self.encoding) if self.quotechar else None
         with open_input(self.path, "CSV file") as f:
             buf = f.read(_READ_SIZE)
-            if buf.startswith(codecs.BOM_UTF8) and self.encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig"):
+            if buf.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
                 buf = buf[len(codecs.BOM_UTF8):]
             lines_before = 0
             for _ in range(self.skip_rows):
@@ -129,7 +133,10 @@ class CSVSource(Source):
             text = head.decode(self.encoding)
         except UnicodeDecodeError as exc:
             raise SourceError(f"{self.path}: the header row is not valid {self.encoding} ({exc.reason} at byte {exc.start}); pass encoding=... ") from exc
-        rows = [r for r in csv.reader(io.StringIO(text, newline=""), **_options(self.dialect)) if r]
+        try:
+            rows = [r for r in csv.reader(io.StringIO(text, newline=""), **_options(self.dialect)) if r]
+        except csv.Error as exc:
+            raise SourceError(f"{self.path}: the header row is not valid CSV ({exc}): {text.strip()[:200]!r}") from exc
         if not rows:
             return []
         fields = rows[0]
@@ -151,6 +158,8 @@ def _check_encoding(encoding: str) -> str:
         codecs.lookup(encoding)
     except LookupError as exc:
         raise ConfigError(f"unknown encoding {encoding!r}") from exc
+    if codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+        return "utf-8"  # any spelling of UTF-8; a BOM is skipped when reading either way
     # Blocks are cut on raw bytes, so newline, quote and comma must be the ASCII bytes.
     probe = '\n\r",;|\t'
     try:
@@ -162,4 +171,4 @@ def _check_encoding(encoding: str) -> str:
             f"encoding {encoding!r} is not ASCII-compatible (e.g. UTF-16); convert the file "
             f"first, for example: iconv -f {encoding} -t utf-8 in.csv > out.csv"
         )
-    return "utf-8" if encoding.replace("_", "-").lower() == "utf-8-sig" else encoding
+    return encoding

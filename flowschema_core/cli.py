@@ -1,0 +1,153 @@
+"""``flowschema run SOURCE --model pkg.module:Model --sink PATH --errors PATH ...``
+
+Source and sink kinds come from the extension or URL scheme. Mistakes a user can fix (a
+missing module, class or file, a bad option) end with one line on stderr and exit code 2,
+never a traceback; an interrupted run exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Any
+
+from .errors import FlowSchemaError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A mistake in the command line: printed as one line, exit code 2."""
+
+
+def load_model(spec: str) -> type:
+    """Import ``"package.module:ClassName"`` (the current directory is importable)."""
+    from pydantic import BaseModel
+
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"--model must look like package.module:ClassName, got {spec!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"cannot import module {module_name!r} for --model ({exc}); run from the directory that contains it or set PYTHONPATH") from exc
+    except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+        raise UsageError(f"importing {module_name!r} for --model failed: {type(exc).__name__}: {exc}") from exc
+    model = module
+    for part in attr.split("."):
+        if not hasattr(model, part):
+            raise UsageError(f"module {module_name!r} has no attribute {attr!r} (for --model)")
+        model = getattr(model, part)
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise UsageError(f"--model {spec} is not a pydantic.BaseModel subclass")
+    return model
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--source-option / --sink-option takes key=value, got {pair!r}")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowschema", description="Validate messy records with a Pydantic model, within a byte budget.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a pipeline")
+    run.add_argument("source", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// http(s)://)")
+    run.add_argument("--model", required=True, help="pydantic model as package.module:ClassName")
+    run.add_argument("--sink", required=True, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
+    run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
+    run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
+    run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: CPU count)")
+    run.add_argument("--max-bytes-in-flight", default="256MB", help="byte budget, e.g. 64MiB or 500MB (default 256MB)")
+    run.add_argument("--chunk-bytes", default="1MiB", help="target msgpack bytes per chunk (default 1MiB)")
+    run.add_argument("--report", help="write the run report as JSON to this path")
+    run.add_argument("--delimiter", help="CSV delimiter")
+    run.add_argument("--encoding", help="CSV encoding")
+    run.add_argument("--sheet", help="Excel sheet name or 0-based index")
+    run.add_argument("--table", help="SQL table to read (source) or write (sink)")
+    run.add_argument("--query", help="SQL query to read")
+    run.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
+    run.add_argument("--upsert-key", help="SQL sink: column(s) to upsert on, comma-separated")
+    run.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="extra source option (repeatable)")
+    run.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE", help="extra sink option (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    return parser
+
+
+def _source_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = _options(args.source_option)
+    for name in ("delimiter", "encoding", "table", "query", "records_path"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.sheet is not None:
+        options["sheet"] = int(args.sheet) if args.sheet.isdigit() else args.sheet
+    return options
+
+
+def _sink_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = _options(args.sink_option)
+    if args.table is not None and "://" in args.sink:
+        options["table"] = args.table
+    if args.upsert_key:
+        options["upsert_key"] = [k.strip() for k in args.upsert_key.split(",")]
+    return options
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from . import registry
+    from .pipeline import Pipeline
+
+    model = load_model(args.model)
+    if "://" not in args.source and not os.path.exists(args.source):
+        raise UsageError(f"source file not found: {args.source}")
+    source_options = _source_options(args)
+    if "://" in args.source:
+        source_options.pop("table", None) if args.query else None
+    else:
+        for key in ("table", "query"):
+            source_options.pop(key, None)
+    source = registry.source_for(args.source, **source_options)
+    sink = registry.sink_for(args.sink, **_sink_options(args))
+    errors = registry.sink_for(args.errors) if args.errors else None
+    executor_options: dict[str, Any] = {}
+    if args.workers is not None:
+        executor_options["num_actors" if args.executor == "ray" else "workers"] = args.workers
+    executor = registry.make_executor(args.executor, **executor_options) if args.executor != "inline" else registry.make_executor("inline")
+    report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes).run()
+    if args.report:
+        with open(args.report, "w", encoding="utf-8") as f:
+            f.write(report.to_json())
+    if not args.quiet:
+        print(report.summary())
+    return EXIT_INTERRUPTED if report.interrupted else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return run_command(args)
+    except UsageError as exc:
+        print(f"flowschema: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FlowSchemaError as exc:
+        print(f"flowschema: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("flowschema: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

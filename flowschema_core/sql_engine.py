@@ -1,0 +1,83 @@
+"""Engines for the SQL source and sink: URL normalisation, driver choice, safe display.
+
+``postgresql://`` and ``postgres://`` URLs use psycopg 3 (``postgresql+psycopg://``);
+any other SQLAlchemy URL is passed through. SQLite connections get the transaction
+recipe from SQLAlchemy's documentation (the sqlite3 module's own transaction handling
+breaks SAVEPOINT, which the sink needs to isolate a refused row). SQLAlchemy is imported
+inside the functions, so importing FlowSchema never needs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError, MissingDependencyError
+
+
+def import_sqlalchemy() -> Any:
+    """Return the ``sqlalchemy`` module, or raise MissingDependencyError naming the extra."""
+    try:
+        import sqlalchemy
+    except ImportError as exc:
+        raise MissingDependencyError("SQL support", "sql", "sqlalchemy") from exc
+    return sqlalchemy
+
+
+def normalise_url(url: str) -> str:
+    """``postgresql://`` / ``postgres://`` → ``postgresql+psycopg://``; others unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"not a database URL: {url!r} (expected e.g. sqlite:///file.db or postgresql://user@host/db)")
+    if scheme.lower() in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return url
+
+
+def create_engine(url: str, **options: Any) -> Any:
+    """A SQLAlchemy engine for ``url`` (see the module docstring)."""
+    sa = import_sqlalchemy()
+    url = normalise_url(url)
+    options.setdefault("pool_pre_ping", True)
+    try:
+        engine = sa.create_engine(url, **options)
+    except ImportError as exc:  # the driver (psycopg, ...) is missing
+        extra = "postgres" if url.startswith("postgresql") else "sql"
+        raise MissingDependencyError(f"the database URL {safe_url(url)}", extra, getattr(exc, "name", None)) from exc
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise ConfigError(f"bad database URL {safe_url(url)}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        _sqlite_transactions(engine)
+    return engine
+
+
+def _sqlite_transactions(engine: Any) -> None:
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and reports."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(url).render_as_string(hide_password=True))
+    except Exception:  # a display helper must not fail
+        scheme, _, rest = url.partition("://")
+        return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """True for errors worth a retry on a fresh connection: a lost or refused connection
+    (SQLAlchemy marks those ``connection_invalidated``) and other ``OperationalError``\\ s
+    (server restarting, database locked)."""
+    sa = import_sqlalchemy()
+    if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, sa.exc.OperationalError)
