@@ -1,0 +1,88 @@
+"""User scripts run as users write them: no __main__ guard, a model in __main__, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import psutil
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SCRIPT = """
+import sys, time
+from pydantic import BaseModel
+import flowschema_core as fs
+
+class Row(BaseModel):            # defined in the user's __main__
+    id: int
+    name: str
+
+class Slow(fs.Hook):
+    def before_validate(self, record):
+        time.sleep({sleep})
+        return record
+
+with open("in.csv", "w") as f:
+    f.write("id,name\\n")
+    for i in range({rows}):
+        f.write(f"{{i}},n{{i}}\\n" if i % 10 else f"x{{i}},n{{i}}\\n")
+
+report = fs.Pipeline(fs.CSVSource("in.csv"), Row, fs.JSONLSink("out.jsonl"), fs.JSONLSink("err.jsonl"),
+                     executor=fs.MultiprocessingExecutor(workers=2), chunk_bytes="4KiB", hooks=[Slow()]).run()
+print("REPORT", report.to_json(indent=None))
+"""
+
+
+def _script(tmp_path, rows, sleep):
+    path = tmp_path / "user_script.py"
+    path.write_text(textwrap.dedent(SCRIPT.format(rows=rows, sleep=sleep)))
+    return path
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": REPO}
+
+
+def test_script_without_main_guard_and_model_in_main_works(tmp_path):
+    path = _script(tmp_path, 5_000, 0)
+    done = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "RuntimeError" not in done.stderr and "bootstrapping" not in done.stderr
+    report = json.loads(done.stdout.split("REPORT ", 1)[1])
+    assert report["rows_read"] == 5_000 and report["rows_valid"] == 4_500 and report["rows_invalid"] == 500
+    assert done.stdout.count("REPORT") == 1  # the script ran once, not once per worker
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 4_500
+
+
+def test_ctrl_c_stops_cleanly(tmp_path):
+    path = _script(tmp_path, 50_000, 0.001)
+    proc = subprocess.Popen([sys.executable, str(path)], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    parent = psutil.Process(proc.pid)
+    workers = []
+    deadline = time.monotonic() + 60
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        workers = [p for p in parent.children() if "_process_worker" in " ".join(p.cmdline())]
+    assert len(workers) == 2, "workers never started"
+    while time.monotonic() < deadline:  # wait until some rows reached the (temporary) sink file
+        temps = [p for p in tmp_path.iterdir() if p.name.startswith(".out.jsonl") and p.stat().st_size > 0]
+        if temps:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    report = json.loads(out.split("REPORT ", 1)[1])
+    assert report["interrupted"] is True
+    assert 0 < report["rows_read"] < 50_000
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "err.jsonl").exists()
+    assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert alive == []
+    assert "Traceback" not in err
