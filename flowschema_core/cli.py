@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--upsert-key", help="SQL sink: column(s) to upsert on, comma-separated")
     run.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="extra source option (repeatable)")
     run.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE", help="extra sink option (repeatable)")
+    run.add_argument("--checkpoint", metavar="DIR", help="record progress in DIR; running again with the same DIR after a crash resumes exactly")
+    run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -107,6 +109,10 @@ def run_command(args: argparse.Namespace) -> int:
     from . import registry
     from .pipeline import Pipeline
 
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint DIR")
+    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
+        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
     model = load_model(args.model)
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
@@ -123,7 +129,8 @@ def run_command(args: argparse.Namespace) -> int:
     if args.workers is not None:
         executor_options["num_actors" if args.executor == "ray" else "workers"] = args.workers
     executor = registry.make_executor(args.executor, **executor_options) if args.executor != "inline" else registry.make_executor("inline")
-    report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes).run()
+    report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes,
+                      checkpoint=args.checkpoint).run()
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(report.to_json())

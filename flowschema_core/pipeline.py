@@ -21,6 +21,7 @@ stands alone; that record goes to the DLQ with stage ``worker``, the rest is pro
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import queue
 import threading
@@ -32,7 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from . import checkpoint as checkpoint_mod
 from . import chunks, codec
+from .checkpoint import CheckpointStore, fault_point
 from .errors import AccountingError, ConfigError, FlowSchemaError, WorkerCrashedError
 from .executors.base import Executor
 from .hooks import Hook, as_hook
@@ -60,6 +63,11 @@ class Pipeline:
     :param chunk_bytes: about how many msgpack bytes go in one chunk.
     :param executor: ``"process"`` (default), ``"inline"``, ``"ray"`` or an Executor.
     :param hooks: :class:`Hook` objects, or callables taken as ``before_validate`` hooks.
+    :param checkpoint: a directory. Progress is recorded there durably (at most every
+        ``checkpoint_interval`` seconds); running again with the same directory after a
+        crash skips exactly the records already written and finishes the run, so the
+        outputs equal an uninterrupted run's. A finished run's checkpoint makes a re-run a
+        no-op that returns the saved report.
     """
 
     def __init__(
@@ -75,6 +83,8 @@ class Pipeline:
         hooks: Sequence[Hook | Any] = (),
         sample_interval: float = 0.25,
         run_id: str | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        checkpoint_interval: float = 1.0,
     ) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise ConfigError(f"model must be a pydantic.BaseModel subclass, not {model!r}")
@@ -92,16 +102,30 @@ class Pipeline:
         self.hooks = [as_hook(h) for h in hooks]
         self.sample_interval = sample_interval
         self.run_id = run_id or uuid.uuid4().hex[:12]
+        self.checkpoint = CheckpointStore(checkpoint) if checkpoint is not None else None
+        self.checkpoint_interval = checkpoint_interval
 
     # ------------------------------------------------------------------------------
     def run(self) -> RunReport:
         """Run to the end and return the report. Ctrl-C stops cleanly: the report then
         says ``interrupted`` and no output appears under its final name."""
+        state = self._load_checkpoint()
+        if state is not None and state["phase"] == "done":
+            return RunReport(**state["report"])
         report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(self.executor).__name__, max_bytes_in_flight=self.max_bytes_in_flight,
-            started_at=_now(),
+            started_at=_now(), checkpoint=self.checkpoint.directory if self.checkpoint else "",
         )
+        skip_chunks = 0
+        self._chunks_done = 0
+        if state is not None:
+            for name in _PROGRESS_FIELDS:
+                setattr(report, name, state["report"][name])
+            report.resumed_from_record = report.rows_read
+            skip_chunks = self._chunks_done = state["chunks_done"]
+            if state["phase"] == "finalizing":
+                return self._finish(report)
         ledger = ByteLedger(self.max_bytes_in_flight)
         sampler = Sampler(self.sample_interval, lambda: ledger.in_flight, lambda: report.rows_read)
         submitted: queue.Queue[Any] = queue.Queue()
@@ -113,16 +137,24 @@ class Pipeline:
             self.executor.start(WorkerSpec(self.model, self.hooks, self.sink.output_form))
             report.workers = self.executor.stats.workers
             sampler.start()
-            for sink, fields, model in ((self.sink, list(self.model.model_fields), self.model), (self.errors, DLQ_FIELDS, None)):
-                sink.open(fields, model)
+            for i, (sink, fields, model) in enumerate(((self.sink, list(self.model.model_fields), self.model), (self.errors, DLQ_FIELDS, None))):
+                if self.checkpoint is None:
+                    sink.open(fields, model)
+                else:
+                    sink.open_resumable(fields, model, f"{self.checkpoint.key}{i}", state["sinks"][i] if state else None)
                 opened.append(sink)
-            reader = threading.Thread(target=self._read, args=(ledger, submitted, stop, report), name="flowschema-reader", daemon=True)
+            reader = threading.Thread(target=self._read, args=(ledger, submitted, stop, report, skip_chunks), name="flowschema-reader", daemon=True)
             reader.start()
-            self._complete(ledger, submitted, report)
+            self._complete(ledger, submitted, report, skip_chunks)
             reader.join()
             self._check(report, ledger)
-            for sink in opened:
-                sink.commit()
+            if self.checkpoint is None:
+                for sink in opened:
+                    sink.commit()
+            else:
+                self._save_checkpoint(report, "finalizing")
+                fault_point("finalize")
+                self._finish(report)
         except KeyboardInterrupt:
             report.interrupted = True
             self._abort(stop, ledger, opened)
@@ -152,9 +184,11 @@ class Pipeline:
             sink.abort()
 
     # -- reader thread ---------------------------------------------------------------
-    def _read(self, ledger: ByteLedger, submitted: queue.Queue[Any], stop: threading.Event, report: RunReport) -> None:
+    def _read(self, ledger: ByteLedger, submitted: queue.Queue[Any], stop: threading.Event, report: RunReport, skip_chunks: int) -> None:
         try:
-            for blob, n in self.source.chunks(self.chunk_bytes):
+            for index, (blob, n) in enumerate(self.source.chunks(self.chunk_bytes)):
+                if index < skip_chunks:
+                    continue  # already in the sinks, says the checkpoint
                 if stop.is_set() or not ledger.acquire(n):
                     return
                 report.chunks += 1
@@ -166,7 +200,8 @@ class Pipeline:
             submitted.put(_END)
 
     # -- main thread -----------------------------------------------------------------
-    def _complete(self, ledger: ByteLedger, submitted: queue.Queue[Any], report: RunReport) -> None:
+    def _complete(self, ledger: ByteLedger, submitted: queue.Queue[Any], report: RunReport, chunks_done: int) -> None:
+        last_checkpoint = time.monotonic()
         while True:
             item = submitted.get()
             if item is _END:
@@ -178,6 +213,11 @@ class Pipeline:
             future, n, blob = item
             self._settle(future, blob, report)
             ledger.release(n)
+            chunks_done += 1
+            self._chunks_done = chunks_done
+            if self.checkpoint is not None and time.monotonic() - last_checkpoint >= self.checkpoint_interval:
+                self._save_checkpoint(report, "running")
+                last_checkpoint = time.monotonic()
 
     def _settle(self, future: Future[bytes], blob: bytes, report: RunReport) -> None:
         """Write one chunk's results; if it kept crashing workers, split it and retry."""
@@ -235,6 +275,55 @@ class Pipeline:
             })
         return entries
 
+    # -- checkpoints -----------------------------------------------------------------
+    def _fingerprint(self) -> dict[str, Any]:
+        source = dict(self.source.fingerprint())
+        path = getattr(self.source, "path", None)
+        if isinstance(path, str):
+            source.update(checkpoint_mod.file_identity(path))
+        fingerprint = {
+            "source": source,
+            "model": checkpoint_mod.model_digest(self.model),
+            "sink": [type(self.sink).__name__, self.sink.name, self.sink.output_form],
+            "errors": [type(self.errors).__name__, self.errors.name],
+            "chunk_bytes": self.chunk_bytes,
+            "hooks": [h.name for h in self.hooks],
+        }
+        return json.loads(json.dumps(fingerprint, default=str))  # as it will read back
+
+    def _load_checkpoint(self) -> dict[str, Any] | None:
+        if self.checkpoint is None:
+            return None
+        state = self.checkpoint.load()
+        if state is None:
+            return None
+        checkpoint_mod.check_fingerprint(state["fingerprint"], self._fingerprint(), self.checkpoint.directory)
+        self.run_id = state["run_id"]  # DLQ records of a resumed run keep the first run's id
+        return state
+
+    def _save_checkpoint(self, report: RunReport, phase: str) -> None:
+        assert self.checkpoint is not None
+        sinks = [self.sink.checkpoint(), self.errors.checkpoint()]
+        fault_point("checkpoint-commit")
+        self.checkpoint.save({
+            "phase": phase, "run_id": self.run_id, "fingerprint": self._fingerprint(),
+            "chunks_done": self._chunks_done, "sinks": sinks,
+            "report": {name: getattr(report, name) for name in _PROGRESS_FIELDS},
+        })
+
+    def _finish(self, report: RunReport) -> RunReport:
+        """Second phase of a checkpointed finish: move outputs into place, mark done."""
+        assert self.checkpoint is not None
+        for i, sink in enumerate((self.sink, self.errors)):
+            sink.finish_commit(f"{self.checkpoint.key}{i}")
+        final = report.to_dict()
+        final["timeline"] = []
+        self.checkpoint.save({
+            "phase": "done", "run_id": self.run_id, "fingerprint": self._fingerprint(),
+            "chunks_done": self._chunks_done, "sinks": [], "report": final,
+        })
+        return report
+
     def _check(self, report: RunReport, ledger: ByteLedger) -> None:
         if not report.balanced:
             raise AccountingError(
@@ -242,6 +331,10 @@ class Pipeline:
             )
         if ledger.outstanding or ledger.in_flight:
             raise AccountingError(f"{ledger.outstanding} chunks ({ledger.in_flight} bytes) never came back")
+
+
+#: RunReport fields a checkpoint carries over to the resumed run.
+_PROGRESS_FIELDS = ("rows_read", "rows_valid", "rows_invalid", "rows_filtered", "invalid_by_stage", "chunks", "bytes_read")
 
 
 def _poison_result(chunk: dict[str, Any], crash: WorkerCrashedError) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class RunReport:
     worker_restarts: int = 0
     retries: int = 0
     interrupted: bool = False
+    checkpoint: str = ""
+    resumed_from_record: int = 0
     started_at: str = ""
     timeline: list[dict[str, float]] = field(default_factory=list)
 

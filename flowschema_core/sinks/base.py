@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel
 
-from ..errors import SinkError
+from ..errors import ConfigError, SinkError
 
 
 class Sink(abc.ABC):
@@ -55,22 +55,70 @@ class Sink(abc.ABC):
     def abort(self) -> None:
         """Discard what was written since ``open``."""
 
+    # -- checkpointing (optional) ----------------------------------------------------
+    def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
+        """Like ``open`` for a checkpointed run: write under a stable temporary name
+        derived from ``key`` and, when ``state`` (from :meth:`checkpoint`) is given, go
+        back to exactly that state, dropping anything written after it."""
+        raise ConfigError(f"{type(self).__name__} does not support checkpoints; use a file sink or drop checkpoint=")
+
+    def finish_commit(self, key: str) -> None:
+        """Complete a ``commit`` that a crash interrupted (after a checkpoint said the
+        output was complete). Idempotent; sinks that write as they go need nothing."""
+
+    def checkpoint(self) -> dict[str, Any]:
+        """Make everything written so far durable; return what :meth:`open_resumable`
+        needs to come back to this point (JSON-safe)."""
+        raise ConfigError(f"{type(self).__name__} does not support checkpoints")
+
 
 class AtomicFile:
-    """A file written under a temporary name and renamed into place on commit."""
+    """A binary file written under a temporary name and renamed into place on commit.
 
-    def __init__(self, path: str | os.PathLike[str], mode: str = "wb", **kwargs: Any) -> None:
+    With ``key`` the temporary name is stable (``.NAME.KEY.part``) so a checkpointed run
+    can reopen it after a crash; ``resume_length`` truncates it back to the length a
+    checkpoint recorded, dropping whatever was written after that checkpoint.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, key: str | None = None, resume_length: int | None = None) -> None:
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"cannot create the directory for {self.path}: {exc.strerror}") from exc
-        self.tmp_path = os.path.join(directory, f".{os.path.basename(self.path)}.{uuid.uuid4().hex[:8]}.tmp")
+        suffix = f"{key}.part" if key else f"{uuid.uuid4().hex[:8]}.tmp"
+        self.tmp_path = os.path.join(directory, f".{os.path.basename(self.path)}.{suffix}")
         try:
-            self.file: IO[Any] = open(self.tmp_path, mode, **kwargs)
+            if resume_length is None:
+                self.file: IO[bytes] = open(self.tmp_path, "wb")
+            else:
+                self.file = open(self.tmp_path, "r+b")
+                self.file.truncate(resume_length)
+                self.file.seek(resume_length)
+        except FileNotFoundError as exc:
+            raise SinkError(f"cannot resume {self.path}: its partial output {self.tmp_path} is gone") from exc
         except OSError as exc:
             raise SinkError(f"cannot write {self.path}: {exc.strerror}") from exc
+
+    @staticmethod
+    def finish(path: str | os.PathLike[str], key: str) -> None:
+        """Rename a checkpointed partial file into place if a crash left it behind."""
+        path = os.fspath(path)
+        tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{key}.part")
+        if os.path.exists(tmp):
+            os.replace(tmp, path)
+        elif not os.path.exists(path):
+            raise SinkError(f"cannot finish {path}: neither it nor its partial output {tmp} exists")
+
+    def sync(self) -> int:
+        """Flush and fsync; return the durable length."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            return self.file.tell()
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def commit(self) -> None:
         try:

@@ -31,6 +31,12 @@ class CSVSink(Sink):
         self._file = AtomicFile(self.path)
         self._write_bytes(self._encode([self._fields]))
 
+    def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
+        self._fields = list(fields)
+        self._file = AtomicFile(self.path, key=key, resume_length=state["length"] if state else None)
+        if state is None:
+            self._write_bytes(self._encode([self._fields]))
+
     def _encode(self, rows: list[list[Any]]) -> bytes:
         out = io.StringIO()
         writer = csv.writer(out, delimiter=self.delimiter, lineterminator="\n")
@@ -53,6 +59,14 @@ class CSVSink(Sink):
             self._file.file.write(data)
         except OSError as exc:
             raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def finish_commit(self, key: str) -> None:
+        AtomicFile.finish(self.path, key)
+
+    def checkpoint(self) -> dict[str, Any]:
+        if self._file is None:
+            raise SinkError(f"{self.path}: checkpoint before open()")
+        return {"length": self._file.sync()}
 
     def commit(self) -> None:
         if self._file is not None:

@@ -39,6 +39,9 @@ class JSONLSink(Sink):
     def open(self, fields: list[str], model: type[BaseModel] | None = None) -> None:
         self._file = AtomicFile(self.path)
 
+    def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
+        self._file = AtomicFile(self.path, key=key, resume_length=state["length"] if state else None)
+
     def _out(self) -> Any:
         if self._file is None:
             raise SinkError(f"{self.path}: write before open()")
@@ -52,6 +55,14 @@ class JSONLSink(Sink):
 
     def write_records(self, records: list[dict[str, Any]]) -> None:
         self.write(b"".join(dumps_line(r) for r in records))
+
+    def finish_commit(self, key: str) -> None:
+        AtomicFile.finish(self.path, key)
+
+    def checkpoint(self) -> dict[str, Any]:
+        if self._file is None:
+            raise SinkError(f"{self.path}: checkpoint before open()")
+        return {"length": self._file.sync()}
 
     def commit(self) -> None:
         if self._file is not None:
