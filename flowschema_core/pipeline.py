@@ -181,7 +181,8 @@ class Pipeline:
         ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for sink in opened:
-            sink.abort()
+            # A checkpointed run keeps its partial output: the next run resumes from it.
+            sink.suspend() if self.checkpoint is not None else sink.abort()
 
     # -- reader thread ---------------------------------------------------------------
     def _read(self, ledger: ByteLedger, submitted: queue.Queue[Any], stop: threading.Event, report: RunReport, skip_chunks: int) -> None:

@@ -62,6 +62,10 @@ class Sink(abc.ABC):
         back to exactly that state, dropping anything written after it."""
         raise ConfigError(f"{type(self).__name__} does not support checkpoints; use a file sink or drop checkpoint=")
 
+    def suspend(self) -> None:
+        """Stop writing but keep the partial output, for a later resume (a checkpointed
+        run that failed or was interrupted). Sinks that write as they go need nothing."""
+
     def finish_commit(self, key: str) -> None:
         """Complete a ``commit`` that a crash interrupted (after a checkpoint said the
         output was complete). Idempotent; sinks that write as they go need nothing."""
@@ -110,6 +114,13 @@ class AtomicFile:
             os.replace(tmp, path)
         elif not os.path.exists(path):
             raise SinkError(f"cannot finish {path}: neither it nor its partial output {tmp} exists")
+
+    def close(self) -> None:
+        """Close without renaming or deleting (the partial file stays for a resume)."""
+        try:
+            self.file.close()
+        except OSError:
+            pass
 
     def sync(self) -> int:
         """Flush and fsync; return the durable length."""

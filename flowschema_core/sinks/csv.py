@@ -60,6 +60,11 @@ class CSVSink(Sink):
         except OSError as exc:
             raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
+    def suspend(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def finish_commit(self, key: str) -> None:
         AtomicFile.finish(self.path, key)
 

@@ -56,6 +56,11 @@ class JSONLSink(Sink):
     def write_records(self, records: list[dict[str, Any]]) -> None:
         self.write(b"".join(dumps_line(r) for r in records))
 
+    def suspend(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def finish_commit(self, key: str) -> None:
         AtomicFile.finish(self.path, key)
 
