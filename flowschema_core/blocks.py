@@ -8,6 +8,8 @@ spends well under a microsecond per record here and leaves parsing to the worker
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 def last_boundary(buf: bytes, quote: bytes | None, end: int | None = None) -> int:
     """Return the index just past the last record-ending newline in ``buf[:end]``, or -1."""
@@ -62,3 +64,29 @@ def middle_boundary(buf: bytes, quote: bytes | None) -> int:
         return -1
     middle = len(buf) // 2
     return min(boundaries, key=lambda b: abs(b - middle))
+
+
+def skip_record(read: Callable[[int], bytes], buf: bytes, quote: bytes | None, piece: int = 1 << 20) -> tuple[int, int, bytes, bool]:
+    """Skip the record at the head of ``buf`` (reading more with ``read`` as needed)
+    without holding it in memory; used for records larger than ``max_record_bytes``.
+
+    Returns ``(size, newlines, rest, eof)``: the record's length in bytes, the newlines
+    it spans, what follows it in the buffer, and whether the input ended.
+    """
+    size = newlines = quotes = 0
+    while True:
+        pos = 0
+        while (nl := buf.find(b"\n", pos)) >= 0:
+            if quote is not None:
+                quotes += buf.count(quote, pos, nl)
+            if quotes % 2 == 0:
+                end = nl + 1
+                return size + end, newlines + buf.count(b"\n", 0, end), buf[end:], False
+            pos = nl + 1
+        if quote is not None:
+            quotes += buf.count(quote, pos)
+        size += len(buf)
+        newlines += buf.count(b"\n")
+        buf = read(piece)
+        if not buf:
+            return size, newlines, b"", True

@@ -8,7 +8,8 @@ cloudpickle.
 Protocol on two pipes (``multiprocessing.connection`` framing): the driver sends a
 msgpack boot message (``sys.path``) and the cloudpickled ``WorkerSpec``; the worker
 answers ``K`` (ready) or ``F<message>`` (cannot start). Then, per chunk blob, it answers
-``R<result blob>`` or ``E<msgpack error>``, strictly in the order the chunks came.
+``R<result blob>``, ``E<msgpack error>`` or ``C<message>`` (the chunk ran the worker
+out of its memory limit), strictly in the order the chunks came.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def main(argv: list[str]) -> int:
         sys.path[:0] = [p for p in boot["sys_path"] if p not in sys.path]
         spec = cloudpickle.loads(inbox.recv_bytes())
         processor = ChunkProcessor(spec)
+        if boot.get("memory_limit"):
+            import resource
+
+            # Past this address-space size allocations raise MemoryError instead of the
+            # kernel's OOM killer taking down a random process of the machine.
+            _, hard = resource.getrlimit(resource.RLIMIT_AS)
+            resource.setrlimit(resource.RLIMIT_AS, (boot["memory_limit"], hard))
     except EOFError:
         return 0
     except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises
@@ -47,6 +55,9 @@ def main(argv: list[str]) -> int:
             return 0  # the driver closed the pipe or died: nothing left to do
         try:
             reply = b"R" + processor.process(blob)
+        except MemoryError:
+            reply = b""  # drop whatever the failed chunk held before building the reply
+            reply = b"C" + f"the chunk exhausted the worker's memory limit of {boot['memory_limit']:,} bytes".encode()
         except Exception as exc:  # noqa: BLE001 - travels back with its traceback
             reply = b"E" + codec.pack({"type": type(exc).__name__, "msg": str(exc), "tb": traceback.format_exc()})
         outbox.send_bytes(reply)

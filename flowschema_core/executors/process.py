@@ -14,6 +14,10 @@ the poison record. Chunks queued behind it go back to the front of the queue wit
 being charged an attempt. A replacement worker starts at once; after ``max_restarts``
 replacements the run stops with :class:`WorkerPoolError` rather than loop forever.
 
+``worker_memory_limit`` caps each worker's address space: a chunk that needs more gets a
+MemoryError in the worker, is split like a crashing chunk, and the record responsible
+goes to the DLQ with stage ``worker`` instead of the machine running out of memory.
+
 Workers are fresh interpreters (``python -m flowschema_core.executors._process_worker``),
 like multiprocessing's *spawn*, but the user's ``__main__`` is never re-run in them.
 """
@@ -32,6 +36,7 @@ from typing import Any
 
 from .. import codec
 from ..errors import ConfigError, WorkerCrashedError, WorkerError, WorkerPoolError, describe_exit
+from ..units import parse_size
 from ..worker import WorkerSpec
 from .base import Executor, RemoteTraceback
 
@@ -46,7 +51,7 @@ class _Task:
 class _Worker:
     """One worker process, its two pipes, and the chunks assigned to it (in order)."""
 
-    def __init__(self, spec_message: bytes) -> None:
+    def __init__(self, spec_message: bytes, memory_limit: int | None) -> None:
         child_in, parent_out = os.pipe()
         parent_in, child_out = os.pipe()
         try:
@@ -64,7 +69,7 @@ class _Worker:
         self.ready = False
         self.alive = True
         self._sends: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        boot = codec.pack({"sys_path": [os.path.abspath(p) for p in sys.path]})
+        boot = codec.pack({"sys_path": [os.path.abspath(p) for p in sys.path], "memory_limit": memory_limit})
         self._sends.put(boot)
         self._sends.put(spec_message)
         self._sender = threading.Thread(target=self._send_loop, name=f"flowschema-send-{self.pid}", daemon=True)
@@ -101,8 +106,18 @@ class _Worker:
 class MultiprocessingExecutor(Executor):
     """Process chunks in ``workers`` separate processes (default: one per CPU)."""
 
-    def __init__(self, workers: int | None = None, *, prefetch: int = 2, max_attempts: int = 2, max_restarts: int = 100, start_timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        prefetch: int = 2,
+        max_attempts: int = 2,
+        max_restarts: int = 100,
+        start_timeout: float = 120.0,
+        worker_memory_limit: int | str | None = None,
+    ) -> None:
         super().__init__()
+        self.worker_memory_limit = parse_size(worker_memory_limit, name="worker_memory_limit") if worker_memory_limit else None
         workers = os.cpu_count() or 1 if workers is None else workers
         if workers < 1:
             raise ConfigError(f"workers must be at least 1, got {workers}")
@@ -128,7 +143,7 @@ class MultiprocessingExecutor(Executor):
             self._spec_message = cloudpickle.dumps(spec)
         except Exception as exc:
             raise ConfigError(f"the model or a hook cannot be sent to worker processes: {exc}") from exc
-        self._pool = [_Worker(self._spec_message) for _ in range(self.workers)]
+        self._pool = [_Worker(self._spec_message, self.worker_memory_limit) for _ in range(self.workers)]
         self.stats.workers = self.workers
         self._wait_ready()
         self._collector = threading.Thread(target=self._collect_loop, name="flowschema-collector", daemon=True)
@@ -240,6 +255,9 @@ class MultiprocessingExecutor(Executor):
             return
         if tag == b"R":
             _resolve(task.future, result=message[1:])
+        elif tag == b"C":
+            # Deterministic, unlike a kill: no retry, the pipeline splits the chunk at once.
+            _resolve(task.future, error=WorkerCrashedError(message[1:].decode("utf-8", "replace")))
         else:
             info: dict[str, Any] = codec.unpack(message[1:])
             error = WorkerError(f"worker raised {info['type']}: {info['msg']}")
@@ -277,7 +295,7 @@ class MultiprocessingExecutor(Executor):
                 failure = None
                 self.stats.restarts += 1
                 try:
-                    self._pool.append(_Worker(self._spec_message))
+                    self._pool.append(_Worker(self._spec_message, self.worker_memory_limit))
                 except OSError as exc:
                     failure = WorkerPoolError(f"cannot start a replacement worker: {exc}")
                 self._dispatch()

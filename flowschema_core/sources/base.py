@@ -87,6 +87,14 @@ class RecordSource(Source):
             yield codec.encode(chunks.rows_chunk(rows, self.fields, lines if has_lines else None, bad))
 
 
+def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8") -> tuple[bytes, int]:
+    """A one-record chunk saying a record was too large to read (it goes to the DLQ with
+    stage ``parse`` and its first KiB), so a giant record costs no memory."""
+    text = head[:1024].decode(encoding, "backslashreplace")
+    reason = f"record of {size:,} bytes is larger than max_record_bytes={limit:,}; it was skipped"
+    return codec.encode(chunks.rows_chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
+
+
 def open_input(path: str | os.PathLike[str], what: str) -> Any:
     """Open a local file for binary reading, or raise a SourceError that names it."""
     path = os.fspath(path)

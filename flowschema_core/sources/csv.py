@@ -18,7 +18,7 @@ from typing import Any
 from .. import blocks, chunks, codec
 from ..errors import ConfigError, SourceError
 from ..units import parse_size
-from .base import Source, open_input
+from .base import Source, open_input, oversized_record
 
 _READ_SIZE = 1 << 20
 
@@ -31,8 +31,9 @@ class CSVSource(Source):
     :param skip_rows: physical lines to skip before the header (titles, notes).
     :param empty_as_none: an empty cell becomes None (so Optional fields validate),
         rather than the empty string.
-    :param max_record_bytes: a record longer than this (usually a stray quote that makes
-        the rest of the file one field) is cut at a line end instead of buffering on.
+    :param max_record_bytes: a record longer than this (a giant field, or a stray quote
+        that makes the rest of the file one field) is skipped without being held in
+        memory and becomes a ``parse`` DLQ record with its first KiB.
     """
 
     def __init__(
@@ -111,9 +112,13 @@ class CSVSource(Source):
                         eof = not more
                         buf += more
                         continue
-                    # No record boundary within the limit: cut at a line end anyway, so a
-                    # stray quote costs some parse errors instead of all the memory.
-                    cut = buf.rfind(b"\n") + 1 or len(buf)
+                    # The record at the head of buf is over the limit (a giant field, or
+                    # a stray quote swallowing the rest of the file): skip it, DLQ it.
+                    head = buf[:1024]
+                    size, newlines, buf, eof = blocks.skip_record(f.read, buf, quote)
+                    yield oversized_record(lines_before + 1, size, head, self.max_record_bytes, self.encoding)
+                    lines_before += newlines
+                    continue
                 block, buf = buf[:cut], buf[cut:]
                 yield codec.encode(chunks.csv_chunk(block, lines_before, self.fields, self.dialect, self.encoding))
                 lines_before += block.count(b"\n")

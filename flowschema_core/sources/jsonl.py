@@ -12,9 +12,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .. import chunks, codec
+from .. import blocks, chunks, codec
 from ..units import parse_size
-from .base import Source, open_input
+from .base import Source, open_input, oversized_record
 
 _READ_SIZE = 1 << 20
 
@@ -53,7 +53,11 @@ class JSONLSource(Source):
                         eof = not more
                         buf += more
                         continue
-                    cut = len(buf)  # one enormous line: it goes alone (and likely fails to parse)
+                    head = buf[:1024]
+                    size, newlines, buf, eof = blocks.skip_record(f.read, buf, None)
+                    yield oversized_record(lines_before + 1, size, head, self.max_record_bytes)
+                    lines_before += newlines
+                    continue
                 block, buf = buf[:cut], buf[cut:]
                 yield codec.encode(chunks.jsonl_chunk(block, lines_before, "utf-8"))
                 lines_before += block.count(b"\n")
