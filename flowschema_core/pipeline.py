@@ -341,8 +341,9 @@ _PROGRESS_FIELDS = ("rows_read", "rows_valid", "rows_invalid", "rows_filtered", 
 def _poison_result(chunk: dict[str, Any], crash: WorkerCrashedError) -> dict[str, Any]:
     """The result of a one-record chunk that crashed its worker every time it was tried."""
     line, raw, raw_text = chunks.describe_single(chunk)
-    entry = {"type": "worker_crashed", "loc": [], "msg": str(crash), "input": None}
-    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "errors": [{"i": 0, "line": line, "stage": "worker", "errors": [entry], "raw": raw, "raw_text": raw_text}]}
+    entry: dict[str, Any] = {"type": "worker_crashed", "loc": [], "msg": str(crash), "input": None}
+    error = {"i": 0, "line": line, "stage": "worker", "errors": [entry], "raw": raw, "raw_text": raw_text}
+    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error]}
 
 
 def _default_dlq_path(sink: Sink) -> str:

@@ -61,8 +61,10 @@ class RunReport:
         return "\n".join([
             f"run {self.run_id} {status}: {self.source} -> {self.sink} (DLQ {self.errors_sink})",
             f"  read {self.rows_read:,} = valid {self.rows_valid:,} + invalid {self.rows_invalid:,} ({stages}) + filtered {self.rows_filtered:,}",
-            f"  {self.elapsed_s:.2f} s, {self.rows_per_s:,.0f} rows/s, {self.chunks} chunks, {self.workers} workers ({self.executor}), {self.worker_restarts} restarts",
-            f"  peak bytes in flight {format_size(self.peak_bytes_in_flight)} of a {format_size(self.max_bytes_in_flight)} budget; reader blocked {self.blocked_s:.2f} s",
+            f"  {self.elapsed_s:.2f} s, {self.rows_per_s:,.0f} rows/s, {self.chunks} chunks, "
+            f"{self.workers} workers ({self.executor}), {self.worker_restarts} restarts",
+            f"  peak bytes in flight {format_size(self.peak_bytes_in_flight)} of a {format_size(self.max_bytes_in_flight)} budget; "
+            f"reader blocked {self.blocked_s:.2f} s",
             f"  peak RSS of the process tree {format_size(self.peak_rss_bytes)}",
         ])
 

@@ -42,7 +42,7 @@ from .base import Executor, RemoteTraceback
 
 
 class _Task:
-    __slots__ = ("blob", "future", "attempts")
+    __slots__ = ("attempts", "blob", "future")
 
     def __init__(self, blob: bytes, future: Future[bytes]) -> None:
         self.blob, self.future, self.attempts = blob, future, 0
@@ -195,8 +195,8 @@ class MultiprocessingExecutor(Executor):
                 worker.process.wait()
             worker.inbox.close()
         for task in orphans:
-            if not task.future.done():
-                task.future.cancel() or task.future.set_exception(WorkerPoolError("executor shut down"))
+            if not task.future.done() and not task.future.cancel():
+                task.future.set_exception(WorkerPoolError("executor shut down"))
 
     # -- submitting ------------------------------------------------------------------
     def submit(self, blob: bytes) -> Future[bytes]:
@@ -290,7 +290,10 @@ class MultiprocessingExecutor(Executor):
                 requeue.extend(assigned[1:])
             self._pending.extendleft(reversed(requeue))
             if self.stats.restarts >= self.max_restarts:
-                failure = WorkerPoolError(f"workers died {self.stats.restarts + 1} times (last one {how}); stopping instead of restarting them forever (max_restarts={self.max_restarts})")
+                failure = WorkerPoolError(
+                    f"workers died {self.stats.restarts + 1} times (last one {how}); "
+                    f"stopping instead of restarting them forever (max_restarts={self.max_restarts})"
+                )
             else:
                 failure = None
                 self.stats.restarts += 1
