@@ -1,0 +1,415 @@
+"""A pool of Ray actors behind the core's :class:`~flowschema_core.executors.base.Executor`.
+
+::
+
+    submit(blob) ─► pending deque ─► dispatch (≤ prefetch calls per actor) ─► actor.process.remote(blob)
+                                                                                      │ ObjectRef
+    future.set_result ◄── handler thread ◄── queue ◄── ObjectRef.future() callback ◄──┘
+
+Each actor builds the model and hooks once, in its constructor, and takes chunk blobs
+(LZ4 msgpack ``bytes``) one at a time, in the order they were sent. The driver keeps at
+most ``prefetch`` calls outstanding per actor (``ray.util.ActorPool`` would keep an
+unbounded pending list), so the byte budget of the core's ``ByteLedger`` also bounds
+what sits in Ray's queues and object store.
+
+Faults: an actor runs its calls in order, so when it dies the chunk it was working on is
+the oldest call not yet answered. That chunk is charged an attempt and resubmitted to a
+replacement actor; chunks queued behind it go back to the front of the queue uncharged.
+After ``max_attempts`` deaths on the same chunk its future fails with
+:class:`~flowschema_core.errors.WorkerCrashedError`, and the pipeline splits the chunk
+to isolate the record responsible (it lands in the DLQ with stage ``worker``). After
+``max_restarts`` replacements the run stops with
+:class:`~flowschema_core.errors.WorkerPoolError` rather than loop forever.
+
+Connecting: with ``address=None`` and no ``RAY_ADDRESS`` a private local Ray is started
+(``num_cpus`` defaults to ``num_actors``, dashboard and usage stats off) and shut down
+again by :meth:`RayExecutor.shutdown`; ``address="auto"``, an explicit address or
+``RAY_ADDRESS`` (set by ``ray job submit``) join an existing cluster, and shutting down
+only disconnects. When Ray is already initialised in this process it is used as is and
+left running.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerCrashedError, WorkerError, WorkerPoolError
+from flowschema_core.executors.base import Executor, RemoteTraceback
+from flowschema_core.worker import WorkerSpec
+
+__all__ = ["RayExecutor"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _Task:
+    """One submitted chunk: its blob, the caller's future and how often it killed an actor."""
+
+    __slots__ = ("attempts", "blob", "future")
+
+    def __init__(self, blob: bytes, future: Future[bytes]) -> None:
+        self.blob, self.future, self.attempts = blob, future, 0
+
+
+class _Call:
+    """One attempt of a task on one actor; ``outcome`` is set when Ray answers."""
+
+    __slots__ = ("outcome", "task", "worker")
+
+    def __init__(self, task: _Task, worker: _Actor) -> None:
+        self.task, self.worker = task, worker
+        self.outcome: concurrent.futures.Future[bytes] | None = None
+
+
+class _Actor:
+    """An actor handle and the calls sent to it, oldest first."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.assigned: collections.deque[_Call] = collections.deque()
+        self.alive = True
+        self.pid: int | None = None
+
+
+class RayExecutor(Executor):
+    """Process chunks in ``num_actors`` Ray actors, locally or on a cluster.
+
+    :param address: ``None`` to start a private local Ray (or join ``RAY_ADDRESS`` when it
+        is set), ``"auto"`` or ``"ray://…"`` / ``"host:port"`` to join a running cluster.
+    :param num_actors: how many actors process chunks.
+    :param num_cpus: CPUs of the local Ray this executor starts (default: ``num_actors``);
+        ignored when joining a cluster, whose size is the cluster's.
+    :param actor_options: passed to ``.options()`` of each actor, e.g. ``{"num_cpus": 2,
+        "memory": 2 << 30, "resources": {...}}``; the default reserves one CPU per actor.
+    :param max_attempts: deaths of actors on the same chunk before its future fails with
+        :class:`WorkerCrashedError` (the pipeline then isolates the poison record).
+    :param max_restarts: replacement actors started before giving up with
+        :class:`WorkerPoolError`.
+    :param prefetch: calls outstanding per actor; 2 keeps every actor busy while its next
+        chunk travels.
+    :param runtime_env: Ray runtime environment for a Ray this executor connects or starts.
+    :param init_options: any other ``ray.init`` keyword (e.g. ``object_store_memory``).
+    :param start_timeout: seconds to wait for the actors to build the model.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        num_actors: int = 2,
+        num_cpus: int | None = None,
+        actor_options: dict[str, Any] | None = None,
+        max_attempts: int = 2,
+        max_restarts: int = 100,
+        *,
+        prefetch: int = 2,
+        runtime_env: dict[str, Any] | None = None,
+        init_options: dict[str, Any] | None = None,
+        start_timeout: float = 120.0,
+    ) -> None:
+        super().__init__()
+        if num_actors < 1:
+            raise ConfigError(f"num_actors must be at least 1, got {num_actors}")
+        if max_attempts < 1 or prefetch < 1 or max_restarts < 0:
+            raise ConfigError("max_attempts and prefetch must be at least 1, max_restarts at least 0")
+        if num_cpus is not None and num_cpus < 1:
+            raise ConfigError(f"num_cpus must be at least 1, got {num_cpus}")
+        self.address, self.num_actors, self.num_cpus = address, num_actors, num_cpus
+        self.actor_options = {"num_cpus": 1, **(actor_options or {})}
+        self.max_attempts, self.max_restarts, self.prefetch = max_attempts, max_restarts, prefetch
+        self.runtime_env, self.init_options = runtime_env, dict(init_options or {})
+        self.start_timeout = start_timeout
+        self.parallelism = num_actors * prefetch
+        self._lock = threading.Lock()
+        self._pool: list[_Actor] = []
+        self._pending: collections.deque[_Task] = collections.deque()
+        self._unfinished: set[Future[bytes]] = set()
+        self._events: queue.SimpleQueue[tuple[_Call, concurrent.futures.Future[bytes]] | None] = queue.SimpleQueue()
+        self._handler: threading.Thread | None = None
+        self._failure: BaseException | None = None
+        self._closing = False
+        self._connected_here = False
+        self._actor_cls: Any = None
+        self._spec_ref: Any = None
+        self._sys_path: list[str] = []
+        self._ray: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, spec: WorkerSpec) -> None:
+        ray = _import_ray()
+        self._ray = ray
+        import cloudpickle
+
+        try:
+            spec_blob = cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise ConfigError(f"the model or a hook cannot be sent to Ray actors: {exc}") from exc
+        self._connect(ray)
+        from .actor import ChunkActor
+
+        # The actors restart nothing themselves (max_restarts=0): the executor replaces
+        # them, because only it knows which chunk to charge for the death.
+        self._actor_cls = ray.remote(ChunkActor).options(max_restarts=0, max_task_retries=0, **self.actor_options)
+        self._spec_ref = ray.put(spec_blob)
+        self._sys_path = _user_paths()
+        self._pool = [self._new_actor() for _ in range(self.num_actors)]
+        self.stats.workers = self.num_actors
+        self._wait_ready()
+        self._handler = threading.Thread(target=self._handle_loop, name="flowschema-ray-handler", daemon=True)
+        self._handler.start()
+
+    def _connect(self, ray: Any) -> None:
+        if ray.is_initialized():
+            return  # someone else's Ray: use it, leave it running
+        options: dict[str, Any] = {"logging_level": logging.WARNING, **self.init_options}
+        if self.runtime_env is not None:
+            options["runtime_env"] = self.runtime_env
+        if self.address is not None or os.environ.get("RAY_ADDRESS"):
+            # Joining: the cluster's size is fixed; ray.init raises if given num_cpus.
+            ray.init(address=self.address, **options)
+        else:
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            options.setdefault("include_dashboard", False)
+            # "local" starts a private Ray even when `ray start` runs one on this machine.
+            ray.init(address="local", num_cpus=self.num_cpus or self.num_actors, **options)
+        self._connected_here = True
+
+    def _new_actor(self) -> _Actor:
+        return _Actor(self._actor_cls.remote(self._spec_ref, self._sys_path))
+
+    def _wait_ready(self) -> None:
+        # Fail fast when the actors cannot even build the model: that is a config problem.
+        ray = self._ray
+        refs = [a.handle.ready.remote() for a in self._pool]
+        try:
+            pids = ray.get(refs, timeout=self.start_timeout)
+        except ray.exceptions.GetTimeoutError:
+            self.shutdown(wait=False)
+            raise WorkerPoolError(
+                f"Ray actors did not start within {self.start_timeout:.0f} s (does the cluster have "
+                f"{self.num_actors} x {self.actor_options} free?)"
+            ) from None
+        except ray.exceptions.RayError as exc:
+            self.shutdown(wait=False)
+            raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
+        for actor, pid in zip(self._pool, pids):
+            actor.pid = pid
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live actors that have answered (for fault-injection tests)."""
+        with self._lock:
+            return [a.pid for a in self._pool if a.alive and a.pid is not None]
+
+    def actor_handles(self) -> list[Any]:
+        """Handles of the live actors (e.g. to ``ray.kill`` one in a test)."""
+        with self._lock:
+            return [a.handle for a in self._pool if a.alive]
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if wait and not cancel_futures:
+            with self._lock:
+                unfinished = list(self._unfinished)
+            concurrent.futures.wait(unfinished)
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            pool, self._pool = self._pool, []
+            orphans = list(self._pending)
+            self._pending.clear()
+            for actor in pool:
+                orphans.extend(call.task for call in actor.assigned)
+                actor.assigned.clear()
+                actor.alive = False
+        for actor in pool:
+            self._kill(actor)
+        for task in orphans:
+            if not task.future.done():
+                task.future.cancel() or _resolve(task.future, error=WorkerPoolError("executor shut down"))
+        self._events.put(None)
+        if self._handler is not None and self._handler is not threading.current_thread():
+            self._handler.join(timeout=10)
+        if self._connected_here and self._ray is not None:
+            self._ray.shutdown()
+            self._connected_here = False
+
+    def _kill(self, actor: _Actor) -> None:
+        try:
+            self._ray.kill(actor.handle, no_restart=True)
+        except Exception:  # noqa: BLE001 - already dead or Ray already down: nothing to stop
+            pass
+
+    # -- submitting ------------------------------------------------------------------
+    def submit(self, blob: bytes) -> Future[bytes]:
+        future: Future[bytes] = Future()
+        with self._lock:
+            if self._failure is not None:
+                future.set_exception(self._failure)
+                return future
+            if self._closing:
+                raise RuntimeError("cannot submit to an executor that was shut down")
+            if self._actor_cls is None:
+                raise RuntimeError("RayExecutor.submit() called before start()")
+            self._unfinished.add(future)
+            future.add_done_callback(self._forget)
+            self._pending.append(_Task(blob, future))
+            self._dispatch()
+        return future
+
+    def _forget(self, future: Future[bytes]) -> None:
+        with self._lock:
+            self._unfinished.discard(future)
+
+    def _dispatch(self) -> None:
+        # Called with the lock held. The least-loaded actor gets the next chunk.
+        while self._pending:
+            free = [a for a in self._pool if a.alive and len(a.assigned) < self.prefetch]
+            if not free:
+                return
+            actor = min(free, key=lambda a: len(a.assigned))
+            task = self._pending.popleft()
+            if task.future.done():
+                continue  # cancelled by the caller
+            call = _Call(task, actor)
+            actor.assigned.append(call)
+            ray_future = actor.handle.process.remote(task.blob).future()
+            # Ray runs this callback on its own thread: hand the event to ours.
+            ray_future.add_done_callback(lambda f, c=call: self._events.put((c, f)))
+
+    # -- collecting ------------------------------------------------------------------
+    def _handle_loop(self) -> None:
+        while (event := self._events.get()) is not None:
+            call, outcome = event
+            settled: list[tuple[Future[bytes], bytes | None, BaseException | None]] = []
+            failure: BaseException | None = None
+            with self._lock:
+                call.outcome = outcome
+                actor = call.worker
+                if self._closing or not actor.alive:
+                    continue  # an answer for an actor already written off
+                # Settle in the order the actor ran its calls: a death is charged to
+                # the oldest unanswered one, whatever order Ray reported them in.
+                while actor.assigned and actor.assigned[0].outcome is not None:
+                    head = actor.assigned[0]
+                    exc = head.outcome.exception()  # type: ignore[union-attr]
+                    if exc is not None and isinstance(exc, self._ray.exceptions.RayActorError):
+                        failure = self._on_death(actor, exc, settled)
+                        break
+                    actor.assigned.popleft()
+                    if exc is None:
+                        settled.append((head.task.future, head.outcome.result(), None))  # type: ignore[union-attr]
+                    else:
+                        settled.append((head.task.future, None, _worker_error(exc)))
+                if failure is None:
+                    self._dispatch()
+            for future, result, error in settled:
+                _resolve(future, result=result, error=error)
+            if failure is not None:
+                self._fail_all(failure)
+
+    def _on_death(self, actor: _Actor, exc: BaseException, settled: list[Any]) -> BaseException | None:
+        # Called with the lock held; returns a pool failure, if the restart budget is spent.
+        actor.alive = False
+        self._pool.remove(actor)
+        self._kill(actor)
+        calls = list(actor.assigned)
+        actor.assigned.clear()
+        culprit, behind = calls[0].task, [c.task for c in calls[1:]]
+        culprit.attempts += 1
+        how = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        requeue = behind
+        if culprit.attempts >= self.max_attempts:
+            message = f"the Ray actor died on this chunk {culprit.attempts} times ({type(exc).__name__}: {how})"
+            settled.append((culprit.future, None, WorkerCrashedError(message)))
+        else:
+            self.stats.retries += 1
+            requeue = [culprit, *behind]
+        self._pending.extendleft(reversed(requeue))
+        if self.stats.restarts >= self.max_restarts:
+            return WorkerPoolError(
+                f"Ray actors died {self.stats.restarts + 1} times (last: {type(exc).__name__}: {how}); "
+                f"stopping instead of replacing them forever (max_restarts={self.max_restarts})"
+            )
+        self.stats.restarts += 1
+        try:
+            replacement = self._new_actor()
+            self._pool.append(replacement)
+            # Learn its pid once it is up (for worker_pids()); its chunks queue meanwhile.
+            replacement.handle.ready.remote().future().add_done_callback(
+                lambda f, a=replacement: setattr(a, "pid", f.result()) if f.exception() is None else None
+            )
+        except Exception as error:  # noqa: BLE001 - Ray refused: the pool cannot go on
+            return WorkerPoolError(f"cannot start a replacement Ray actor: {error}")
+        return None
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._lock:
+            self._failure = error
+            tasks = list(self._pending)
+            self._pending.clear()
+            for actor in self._pool:
+                tasks.extend(call.task for call in actor.assigned)
+                actor.assigned.clear()
+        for task in tasks:
+            _resolve(task.future, error=error)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray
+    except ImportError as exc:
+        raise MissingDependencyError("the Ray executor", "ray") from exc
+    return ray
+
+
+def _user_paths() -> list[str]:
+    """The driver's import paths that hold user code (not the interpreter's own dirs).
+
+    Actors get these on ``sys.path`` so a model or hook defined in the user's modules
+    can be unpickled; the interpreter's stdlib and site-packages are the actor's own.
+    """
+    prefixes = {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
+    paths: list[str] = []
+    for entry in sys.path:
+        path = os.path.realpath(entry or os.getcwd())
+        if not os.path.isdir(path) or "site-packages" in path or "dist-packages" in path:
+            continue
+        if any((path + os.sep).startswith(prefix) for prefix in prefixes) or path in paths:
+            continue
+        paths.append(path)
+    return paths
+
+
+def _worker_error(exc: BaseException) -> BaseException:
+    """A chunk's failure as the core expects it: the actor's traceback as ``__cause__``."""
+    from ray.exceptions import RayTaskError
+
+    if isinstance(exc, RayTaskError):  # the actor raised; str() holds its traceback
+        cause = getattr(exc, "cause", None)
+        name = type(cause).__name__ if cause is not None else "an error"
+        error = WorkerError(f"worker raised {name}: {cause}")
+        error.__cause__ = RemoteTraceback(_ANSI.sub("", str(exc)))
+        return error
+    error = WorkerError(f"Ray could not run the chunk: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _resolve(future: Future[bytes], *, result: bytes | None = None, error: BaseException | None = None) -> None:
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled meanwhile

@@ -1,0 +1,78 @@
+"""Models, hooks and data for the Ray tests (importable by the actors through sys.path)."""
+
+from __future__ import annotations
+
+import os
+import time
+from decimal import Decimal
+
+from pydantic import BaseModel, Field
+
+import flowschema_core as fs
+
+
+class Item(BaseModel):
+    id: int = Field(gt=0)
+    name: str
+    price: Decimal = Field(ge=0)
+    note: str | None = None
+
+
+class Slow(fs.Hook):
+    """Sleeps a little per record so a run lasts long enough to kill actors during it."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def before_validate(self, record):
+        time.sleep(self.seconds)
+        return record
+
+
+class ExitOnMarker(fs.Hook):
+    """Kills its actor process (``os._exit(1)``) on every record whose name is the marker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def before_validate(self, record):
+        if record.get("name") == self.marker:
+            os._exit(1)
+        return record
+
+
+class BrokenSetup(fs.Hook):
+    def setup(self) -> None:
+        raise RuntimeError("cannot load the lookup table")
+
+
+def write_messy_csv(path, rows: int, *, poison: int | None = None) -> dict[str, int]:
+    """An items CSV with ragged rows, invalid values, quoted newlines and non-ASCII text.
+
+    Returns the expected counts by outcome. Record ``poison`` (1-based) gets the name
+    ``POISON`` (a valid row otherwise).
+    """
+    counts = {"valid": 0, "parse": 0, "validate": 0}
+    lines = ["id,name,price,note"]
+    for i in range(1, rows + 1):
+        if i == poison:
+            lines.append(f"{i},POISON,1.00,")
+            counts["valid"] += 1
+        elif i % 97 == 0:
+            lines.append(f"{i},ragged {i}")
+            counts["parse"] += 1
+        elif i % 89 == 0:
+            lines.append(f"{i},bad price {i},12;5,")
+            counts["validate"] += 1
+        elif i % 83 == 0:
+            lines.append(f"-{i},negative id,1.00,")
+            counts["validate"] += 1
+        elif i % 7 == 0:
+            lines.append(f'{i},"item, {i}",{i % 500}.25,"line one\nline two ""quoted"" café ✓"')
+            counts["valid"] += 1
+        else:
+            lines.append(f"{i},item {i},{i % 1000}.{i % 100:02d},")
+            counts["valid"] += 1
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("\n".join(lines) + "\n")
+    return counts

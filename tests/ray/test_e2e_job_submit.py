@@ -1,0 +1,172 @@
+"""End to end: a real head node on loopback, `ray job submit` of examples/ray_job.py.
+
+The head node runs under ``ray start --block`` in its own process group with its own
+``--temp-dir``; teardown ends that process tree and any process whose command line names
+the temp dir, so it never stops another Ray on the machine (the session's local Ray, or
+another user's) the way ``ray stop --force`` would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema[ray]' to run the Ray tests")
+
+import flowschema_core as fs
+
+psutil = pytest.importorskip("psutil")
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ROWS = 20_000
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _ray_cli():
+    ray = BIN / "ray"
+    return str(ray) if ray.exists() else shutil.which("ray")
+
+
+def _stop_tree(proc, temp_dir):
+    """Stop the head node: its process tree, then anything still naming its temp dir."""
+    try:
+        tree = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        tree = []
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    stray = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
+    for p in tree + stray:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(tree + stray, timeout=10)
+
+
+@pytest.fixture
+def head_node():
+    ray = _ray_cli()
+    if ray is None:
+        pytest.skip("the ray CLI is not installed: pip install 'flowschema[ray]'")
+    temp_dir = tempfile.mkdtemp(prefix="fsr", dir="/tmp")  # unix socket paths must stay short
+    gcs, dashboard, agent, agent_grpc, runtime_env, metrics, node_manager, object_manager, client = _free_ports(9)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    log = open(os.path.join(temp_dir, "ray-start.log"), "wb")
+    proc = subprocess.Popen(
+        [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
+         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
+         "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
+         "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
+         "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
+         "--ray-client-server-port", str(client), "--num-cpus", "2", "--object-store-memory", str(200 << 20),
+         "--disable-usage-stats", "--temp-dir", temp_dir],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"ray start exited with {proc.returncode}:\n{Path(log.name).read_text(errors='replace')[-3000:]}")
+            try:
+                urllib.request.urlopen(f"{url}/api/version", timeout=2)
+                break
+            except urllib.error.HTTPError:
+                break  # answering (401 without a token): it is up
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("the Ray dashboard did not come up within 150 s")
+                time.sleep(1)
+        yield url, env, temp_dir
+    finally:
+        _stop_tree(proc, temp_dir)
+        log.close()
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _working_dir(dest):
+    """A small upload: only the packages and the example the job needs."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for package in ("flowschema_core", "flowschema_ray", "examples"):
+        shutil.copytree(ROOT / package, dest / package, ignore=ignore)
+    return dest
+
+
+def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
+    url, env, _ = head_node
+    data = tmp_path / "data"
+    data.mkdir()
+    source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
+    sys.path.insert(0, str(ROOT))
+    try:
+        from examples.generate_orders import generate_orders_csv
+    finally:
+        sys.path.remove(str(ROOT))
+    bad = generate_orders_csv(source, ROWS, seed=7)
+    job_id = f"flowschema-e2e-{uuid.uuid4().hex[:8]}"
+    ray = _ray_cli()
+    submit_env = {**env, "RAY_AUTH_MODE": "token"}
+    runtime_env = json.dumps({"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}})
+    done = subprocess.run(
+        [ray, "job", "submit", "--address", url, "--submission-id", job_id,
+         "--working-dir", str(_working_dir(tmp_path / "wd")), "--runtime-env-json", runtime_env, "--",
+         "python", "examples/ray_job.py", "--source", str(source), "--sink", str(sink), "--errors", str(errors),
+         "--chunk-bytes", "256KiB"],
+        env=submit_env, capture_output=True, text=True, timeout=240,
+    )
+    logs = done.stdout + done.stderr
+    assert done.returncode == 0, logs[-4000:]
+    status = subprocess.run([ray, "job", "status", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+    assert "succeeded" in (status.stdout + status.stderr).lower(), status.stdout + status.stderr  # SUCCEEDED
+
+    report = json.loads(logs[logs.index("{\n"):logs.rindex("\n}") + 2])
+    assert report["executor"] == "RayExecutor" and report["workers"] == 2
+    assert report["rows_read"] == ROWS == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
+    assert report["rows_invalid"] == sum(bad.values())
+    assert report["invalid_by_stage"]["parse"] == bad["ragged_short"] + bad["ragged_long"]
+    with open(sink, encoding="utf-8") as f:
+        valid_ids = [json.loads(line)["order_id"] for line in f]
+    with open(errors, encoding="utf-8") as f:
+        dlq = [json.loads(line) for line in f]
+    assert len(valid_ids) == report["rows_valid"] and len(set(valid_ids)) == len(valid_ids)
+    assert len(dlq) == report["rows_invalid"]
+
+    # Same bytes as a local inline run of the same file.
+    from examples.orders_model import Order
+
+    inline_sink = tmp_path / "inline.jsonl"
+    fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(tmp_path / "inline.errors.jsonl"), executor="inline").run()
+    assert sink.read_bytes() == inline_sink.read_bytes()
