@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import enum
 import uuid
 from typing import Any
 
@@ -52,6 +53,8 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_EXT_UUID, obj.bytes)
     if isinstance(obj, int):  # only reached for ints msgpack cannot hold natively
         return msgpack.ExtType(_EXT_BIGINT, str(obj).encode())
+    if isinstance(obj, enum.Enum):  # sinks store an enum member as its value
+        return obj.value
     if isinstance(obj, (set, frozenset)):
         return list(obj)
     raise TypeError(f"cannot encode a value of type {type(obj).__name__}")

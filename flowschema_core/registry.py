@@ -32,6 +32,10 @@ SOURCES: dict[str, str] = {
     ".parquet": "flowschema_core.sources.parquet:ParquetSource",
     "sqlite://": "flowschema_core.sources.sql:SQLSource",
     "postgresql://": "flowschema_core.sources.sql:SQLSource",
+    ".xlsx": "flowschema_core.sources.excel:ExcelSource",
+    ".xlsm": "flowschema_core.sources.excel:ExcelSource",
+    "http://": "flowschema_core.sources.http:HTTPSource",
+    "https://": "flowschema_core.sources.http:HTTPSource",
 }
 SINKS: dict[str, str] = {
     ".jsonl": "flowschema_core.sinks.jsonl:JSONLSink",

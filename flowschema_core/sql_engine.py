@@ -68,7 +68,7 @@ def safe_url(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return str(make_url(url).render_as_string(hide_password=True))
-    except Exception:  # a display helper must not fail
+    except Exception:  # noqa: BLE001 - a display helper must not fail
         scheme, _, rest = url.partition("://")
         return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else url
 

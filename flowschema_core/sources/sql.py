@@ -88,10 +88,12 @@ class SQLSource(RecordSource):
                 streaming = conn.execution_options(stream_results=True, yield_per=self.batch_rows)
                 result = streaming.execute(stmt, params)
                 self.fields = list(result.keys())
-                for part in result.partitions():
+                # An explicit size: without one, SQLAlchemy 2.1's partitions() may call the
+                # cursor's fetchall() (seen with a connection-level yield_per on psycopg).
+                for part in result.yield_per(self.batch_rows).partitions(self.batch_rows):
                     for row in part:
+                        done += 1
                         yield None, [v if type(v) in _WIRE_SAFE else _wire_value(v) for v in row]
-                    done += len(part)
         except sa.exc.SQLAlchemyError as exc:
             orig = getattr(exc, "orig", None) or exc
             where = f"after {done} rows" if done else "before the first row"
