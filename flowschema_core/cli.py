@@ -36,7 +36,7 @@ def load_model(spec: str) -> type:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise UsageError(f"cannot import module {module_name!r} for --model ({exc}); run from the directory that contains it or set PYTHONPATH") from exc
-    except Exception as exc:  # noqa: BLE001 - the user's module failed to import
+    except Exception as exc:
         raise UsageError(f"importing {module_name!r} for --model failed: {type(exc).__name__}: {exc}") from exc
     model = module
     for part in attr.split("."):
@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--delimiter", help="CSV delimiter")
     run.add_argument("--encoding", help="CSV encoding")
     run.add_argument("--sheet", help="Excel sheet name or 0-based index")
-    run.add_argument("--table", help="SQL table to read (source) or write (sink)")
-    run.add_argument("--query", help="SQL query to read")
+    run.add_argument("--table", help="SQL source: the table to read")
+    run.add_argument("--query", help="SQL source: the query to read (instead of --table)")
+    run.add_argument("--sink-table", help="SQL sink: the table to write (created from the model if missing)")
     run.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
     run.add_argument("--upsert-key", help="SQL sink: column(s) to upsert on, comma-separated")
     run.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="extra source option (repeatable)")
@@ -98,8 +99,10 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sink_options(args: argparse.Namespace) -> dict[str, Any]:
     options = _options(args.sink_option)
-    if args.table is not None and "://" in args.sink:
-        options["table"] = args.table
+    if "://" in args.sink:
+        if not args.sink_table:
+            raise UsageError(f"--sink-table is needed to write to {args.sink.split('://')[0]}://")
+        options["table"] = args.sink_table
     if args.upsert_key:
         options["upsert_key"] = [k.strip() for k in args.upsert_key.split(",")]
     return options
@@ -117,11 +120,8 @@ def run_command(args: argparse.Namespace) -> int:
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
     source_options = _source_options(args)
-    if "://" in args.source:
-        source_options.pop("table", None) if args.query else None
-    else:
-        for key in ("table", "query"):
-            source_options.pop(key, None)
+    if (args.table or args.query) and not args.source.split("://")[0].startswith(("sqlite", "postgresql")):
+        raise UsageError("--table / --query apply to an SQL source (sqlite:///… or postgresql://…)")
     source = registry.source_for(args.source, **source_options)
     sink = registry.sink_for(args.sink, **_sink_options(args))
     errors = registry.sink_for(args.errors) if args.errors else None

@@ -54,3 +54,26 @@ def test_user_mistakes_get_one_line_and_exit_2(tmp_path, args, message):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and message in done.stderr
+
+
+def test_csv_to_sqlite_and_back_through_the_cli(tmp_path):
+    src = tmp_path / "items.csv"
+    write_items_csv(src, 500, bad_every=100)
+    db = f"sqlite:///{tmp_path / 'shop.db'}"
+    model = "tests.integration.pipeline_models:Item"
+    done = flowschema("run", src, "--model", model, "--sink", db, "--sink-table", "items", "--upsert-key", "id", "--executor", "inline")
+    assert done.returncode == 0, done.stderr
+    again = flowschema("run", src, "--model", model, "--sink", db, "--sink-table", "items", "--upsert-key", "id", "--executor", "inline")
+    assert again.returncode == 0, again.stderr  # the upsert key makes a re-run safe
+    back = flowschema("run", db, "--table", "items", "--model", model, "--sink", tmp_path / "back.jsonl", "--executor", "inline",
+                      "--report", tmp_path / "r.json")
+    assert back.returncode == 0, back.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["rows_read"] == report["rows_valid"] == 500 - 9
+
+
+def test_sql_sink_without_a_table_is_a_usage_error(tmp_path):
+    src = tmp_path / "items.csv"
+    write_items_csv(src, 5)
+    done = flowschema("run", src, "--model", "tests.integration.pipeline_models:Item", "--sink", f"sqlite:///{tmp_path / 'x.db'}")
+    assert done.returncode == 2 and "--sink-table is needed" in done.stderr
