@@ -51,10 +51,22 @@ def error_entries(exc: ValidationError) -> list[dict[str, Any]]:
             "type": e["type"],
             "loc": list(e["loc"]),
             "msg": e["msg"],
-            "input": to_jsonable_python(e.get("input"), fallback=repr),
+            "input": _jsonable(e.get("input")),
         }
         for e in exc.errors(include_url=False, include_context=False)
     ]
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        return to_jsonable_python(value, fallback=repr)
+    except Exception:  # noqa: BLE001 - e.g. bytes that are not UTF-8: keep a readable repr
+        return repr(value)
+
+
+def _sink_refusal(exc: BaseException) -> list[dict[str, Any]]:
+    msg = f"valid, but cannot be written in the sink's format: {type(exc).__name__}: {exc}"
+    return [{"type": "serialization_error", "loc": [], "msg": msg[:2000], "input": None}]
 
 
 def _exception_entry(kind: str, exc: BaseException, where: str) -> dict[str, Any]:
@@ -82,6 +94,24 @@ class ChunkProcessor:
             hook.setup()
         self.before = [h for h in spec.hooks if overrides(h, "before_validate")]
         self.after = [h for h in spec.hooks if overrides(h, "after_validate")]
+        self.dump = self._dumper()
+
+    def _dumper(self) -> Any:
+        """The function turning a valid model into one row of the sink's form."""
+        model, fields, to_json = self.model, self.fields, self.to_json
+        if self.output_form == "jsonl":
+            def dump(obj: BaseModel) -> Any:
+                if to_json is not None and obj.__class__ is model:
+                    return to_json(obj)
+                return type(obj).__pydantic_serializer__.to_json(obj)
+        elif self.output_form == "csv":
+            def dump(obj: BaseModel) -> Any:
+                dumped = obj.model_dump(mode="json")
+                return [_csv_cell(dumped[f]) for f in fields]
+        else:
+            def dump(obj: BaseModel) -> Any:
+                return list(obj.model_dump().values())
+        return dump
 
     # -- entry point -----------------------------------------------------------------
     def process(self, blob: bytes) -> bytes:
@@ -121,7 +151,7 @@ class ChunkProcessor:
                 continue  # blank lines hold no record
             try:
                 record = json.loads(raw)
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            except (ValueError, RecursionError) as exc:  # bad JSON, bad UTF-8, absurd nesting
                 batch.parse_error(i, line, f"invalid JSON: {exc}", _escape(raw.decode("utf-8", "surrogateescape")))
             else:
                 if isinstance(record, dict):
@@ -159,13 +189,10 @@ class ChunkProcessor:
         validate = self.validate
         valid_append: Any = batch.valid.append
         valid_i_append = batch.valid_i.append
-        # JSON Lines output: serialize each row as soon as it is valid, so that no model
-        # instance outlives its record (less memory, less work for the cyclic GC).
-        to_json = self.to_json if fast and self.output_form == "jsonl" else None
-        if to_json is not None:
-            batch.dumped = []
-            valid_append = batch.dumped.append
-        model = self.model
+        # Each valid row is serialized at once, so no model instance outlives its record
+        # (less memory, less work for the cyclic GC) and a row that cannot be serialized
+        # is that record's problem, not the chunk's.
+        dump = self.dump
         consumed = 0
         i = 0
         while True:
@@ -189,10 +216,13 @@ class ChunkProcessor:
                             except ValidationError as exc:
                                 batch.error(i, line0 + start + 1, "validate", error_entries(exc), record)
                             else:
-                                if to_json is not None:
-                                    obj = to_json(obj) if obj.__class__ is model else type(obj).__pydantic_serializer__.to_json(obj)
-                                valid_append(obj)
-                                valid_i_append(i)
+                                try:
+                                    out = dump(obj)
+                                except Exception as exc:  # noqa: BLE001 - e.g. lone surrogates, absurd nesting
+                                    batch.error(i, line0 + start + 1, "sink", _sink_refusal(exc), record)
+                                else:
+                                    valid_append(out)
+                                    valid_i_append(i)
                         else:
                             self._record(record, i, line0 + start + 1, batch)
                     i += 1
@@ -210,6 +240,8 @@ class ChunkProcessor:
         for hook in self.before:
             try:
                 record = hook.before_validate(record)  # type: ignore[assignment]
+            except MemoryError:
+                raise  # not the hook's fault: the worker reports it, the chunk is split
             except Exception as exc:  # noqa: BLE001 - any hook failure is this record's problem
                 batch.error(i, line, "transform", [_exception_entry("hook_error", exc, f"before_validate hook {hook.name}")], raw)
                 return
@@ -224,6 +256,8 @@ class ChunkProcessor:
         for hook in self.after:
             try:
                 result = hook.after_validate(obj)
+            except MemoryError:
+                raise
             except Exception as exc:  # noqa: BLE001
                 batch.error(i, line, "transform", [_exception_entry("hook_error", exc, f"after_validate hook {hook.name}")], raw)
                 return
@@ -235,7 +269,12 @@ class ChunkProcessor:
                 batch.error(i, line, "transform", [{"type": "hook_error", "loc": [], "msg": msg, "input": None}], raw)
                 return
             obj = result
-        batch.valid.append(obj)
+        try:
+            out = self.dump(obj)
+        except Exception as exc:  # noqa: BLE001
+            batch.error(i, line, "sink", _sink_refusal(exc), raw)
+            return
+        batch.valid.append(out)
         batch.valid_i.append(i)
 
 
@@ -264,12 +303,11 @@ class _Batch:
     """Results of one chunk, collected record by record."""
 
     def __init__(self) -> None:
-        self.valid: list[BaseModel] = []
+        self.valid: list[Any] = []  # valid rows, already in the sink's form
         self.valid_i: list[int] = []  # record index (in the chunk) of each valid row
         self.errors: list[dict[str, Any]] = []
         self.filtered = 0
         self.seen = 0
-        self.dumped: list[bytes] | None = None  # valid rows already as JSON (fast path)
 
     def error(
         self, i: int, line: int | None, stage: str, errors: list[dict[str, Any]], raw: Any = None, raw_text: str | None = None
@@ -280,21 +318,15 @@ class _Batch:
         self.error(i, line, "parse", [{"type": "parse_error", "loc": [], "msg": reason, "input": None}], None, raw_text)
 
     def result(self, form: str, fields: list[str]) -> dict[str, Any]:
-        valid: list[Any] = self.valid
-        if self.dumped is not None and form == "jsonl":
-            valid = self.dumped
+        valid = self.valid
+        if form == "jsonl":
             data: Any = b"\n".join(valid) + b"\n" if valid else b""
-        elif form == "jsonl":
-            data = b"".join(type(m).__pydantic_serializer__.to_json(m) + b"\n" for m in valid)
         elif form == "csv":
             out = io.StringIO()
-            writer = csv.writer(out, lineterminator="\n")
-            for m in valid:
-                dumped = m.model_dump(mode="json")
-                writer.writerow([_csv_cell(dumped[f]) for f in fields])
+            csv.writer(out, lineterminator="\n").writerows(valid)
             data = out.getvalue().encode("utf-8", "backslashreplace")
         else:
-            data = [list(m.model_dump().values()) for m in valid]
+            data = valid
         # ``n`` counts records as parsed, independently of their outcomes, so the driver's
         # accounting check (n == valid + invalid + filtered) can catch a lost record.
         return {

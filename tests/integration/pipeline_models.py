@@ -77,3 +77,15 @@ def write_items_csv(path, rows: int, *, bad_every: int = 0, poison: set[int] = f
                 f.write(f'{i},"{name}, with comma",{i}.25,"two\nlines"\n')
             else:
                 f.write(f"{i},{name},{i}.10,\n")
+
+
+class Hog(fs.Hook):
+    """Tries to allocate ``gib`` GiB for records whose name is ``hog``."""
+
+    def __init__(self, gib: int) -> None:
+        self.gib = gib
+
+    def before_validate(self, record):
+        if record.get("name") == "hog":
+            record["blob"] = bytearray(self.gib << 30)
+        return record

@@ -194,7 +194,6 @@ def test_jsonl_source_every_n_line_is_a_parse_record(run_pipeline, tmp_path):
     assert all(d["stage"] == "parse" and d["raw_text"] for d in run.dlq)
 
 
-@pytest.mark.xfail(strict=True, reason="worker.py _jsonl catches ValueError only; json.loads raises RecursionError on deep nesting")
 @pytest.mark.timeout(20)
 def test_jsonl_source_deep_n_line_is_a_parse_record(run_pipeline, tmp_path):
     path = _write(tmp_path, "n.jsonl", b'{"before": 1}\n' + (SUITE / DEEP_N_FILE).read_bytes() + b'\n{"after": 2}\n')
@@ -245,7 +244,6 @@ def test_jsonl_missing_file_is_a_source_error(run_pipeline, tmp_path):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="worker.py _jsonl catches ValueError only; json.loads raises RecursionError on deep nesting")
 @pytest.mark.timeout(20)
 def test_jsonl_deeply_nested_line_is_a_parse_record(run_pipeline, tmp_path):
     path = _write(tmp_path, "deep.jsonl", b'{"a": 1}\n' + b"[" * 100_000 + b"\n" + b'{"a": 2}\n')
