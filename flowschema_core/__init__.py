@@ -24,7 +24,22 @@ from .ledger import ByteLedger
 from .pipeline import DLQ_FIELDS, Pipeline
 from .report import RunReport
 from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
-from .sources import CSVSource, JSONLSource, JSONSource, ParquetSource, ParseFailure, RecordSource, Source, SQLSource
+from .sources import (
+    CSVSource,
+    Cursor,
+    ExcelSource,
+    HTTPSource,
+    JSONLSource,
+    JSONSource,
+    NextLink,
+    Offset,
+    PageNumber,
+    ParquetSource,
+    ParseFailure,
+    RecordSource,
+    Source,
+    SQLSource,
+)
 from .units import parse_size
 
 __version__ = "0.1.0"
@@ -38,8 +53,11 @@ __all__ = [
     "CheckpointError",
     "CodecError",
     "ConfigError",
+    "Cursor",
     "Executor",
+    "ExcelSource",
     "FlowSchemaError",
+    "HTTPSource",
     "Hook",
     "InlineExecutor",
     "JSONLSink",
@@ -47,6 +65,9 @@ __all__ = [
     "JSONSource",
     "MissingDependencyError",
     "MultiprocessingExecutor",
+    "NextLink",
+    "Offset",
+    "PageNumber",
     "ParquetSink",
     "ParquetSource",
     "ParseFailure",

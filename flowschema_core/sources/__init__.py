@@ -2,9 +2,14 @@
 
 from .base import ParseFailure, RecordSource, Source
 from .csv import CSVSource
+from .excel import ExcelSource
+from .http import Cursor, HTTPSource, NextLink, Offset, PageNumber
 from .json import JSONSource
 from .jsonl import JSONLSource
 from .parquet import ParquetSource
 from .sql import SQLSource
 
-__all__ = ["CSVSource", "JSONLSource", "JSONSource", "ParquetSource", "ParseFailure", "RecordSource", "SQLSource", "Source"]
+__all__ = [
+    "CSVSource", "Cursor", "ExcelSource", "HTTPSource", "JSONLSource", "JSONSource", "NextLink", "Offset", "PageNumber",
+    "ParquetSource", "ParseFailure", "RecordSource", "SQLSource", "Source",
+]

@@ -10,7 +10,7 @@
             or a ParseFailure naming the cell (Excel error, cells beyond the header)
 
 Why openpyxl and not python-calamine (measured on a 100k-row x 12-column sheet, see
-``docs/sources-excel-http.md``): calamine is about 15x faster, but it turns cells holding
+``docs/sources-excel-http.md``): calamine is about 10x faster, but it turns cells holding
 ``#DIV/0!`` / ``#N/A`` into empty strings (the error is lost, so the row cannot go to the
 DLQ naming the cell), gives every number as a float, empty cells as ``""``, and loads the
 whole sheet in memory before the first row. openpyxl's read-only mode keeps memory flat
@@ -188,6 +188,10 @@ class ExcelSource(RecordSource):
         worksheet = self._open_sheet()
         if not hasattr(worksheet, "iter_rows") or type(worksheet).__name__ == "ReadOnlyChartsheet":
             raise SourceError(f"{self.path}: sheet {self.sheet!r} is a chart sheet, not a worksheet")
+        # The <dimension> element is written by the producing program and is sometimes
+        # wrong ("A1" for a whole table); read-only mode would cut every row to it. Forget
+        # it, so each row runs to its own last cell.
+        worksheet.reset_dimensions()
         first = self.header_row or 1
         rows = worksheet.iter_rows(min_row=first)
         try:
@@ -319,5 +323,13 @@ def _row_json(fields: list[str], values: list[Any], row_number: int) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    """The error and its root cause (openpyxl wraps the parser's error in a vague one)."""
+    parts = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < 4:
+        seen.add(id(current))
+        text = str(current).strip().splitlines()
+        parts.append(f"{type(current).__name__}: {text[0][:200]}" if text else type(current).__name__)
+        current = current.__cause__ or current.__context__
+    return parts[0] if len(parts) == 1 else f"{parts[0]} (cause: {parts[-1]})"
