@@ -136,6 +136,23 @@ class SQLSink(Sink):
         """Release the pool. Chunks already written stay committed (see the module docstring)."""
         self._dispose()
 
+    # -- checkpointing: every chunk is committed as it is written, so a resumed run can
+    # only replay the chunks after the last checkpoint; the upsert key makes that replay
+    # replace rows instead of duplicating them (at-least-once delivery, exactly-once result).
+    def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
+        if not self.upsert_key:
+            raise ConfigError(
+                f"{self.name}: a checkpointed run into an SQL table needs upsert_key=[...] (CLI: --upsert-key), "
+                "so that rows replayed after a crash replace the ones already written instead of doubling them"
+            )
+        self.open(fields, model)
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {"rows_written": self.rows_written}
+
+    def suspend(self) -> None:
+        self._dispose()
+
     def _dispose(self) -> None:
         if self._engine is not None:
             self._engine.dispose()

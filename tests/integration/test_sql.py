@@ -336,3 +336,47 @@ def test_registry_builds_sql_sources_and_sinks(tmp_path: pathlib.Path) -> None:
     sink = sink_for("postgresql+psycopg://user:secret@db.example/x", table="t", upsert_key="id")
     assert isinstance(sink, fs.SQLSink) and "secret" not in sink.name
     assert isinstance(source_for("postgresql://u@h/db", query="SELECT 1"), fs.SQLSource)
+
+
+def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monkeypatch):
+    """A crash after some chunks were committed: the resumed run replays the chunks after
+    the last checkpoint, and the upsert key turns the replay into updates."""
+    import sqlalchemy as sa
+
+    import flowschema_core as fs
+    from flowschema_core import pipeline as pipeline_mod
+    from tests.integration.pipeline_models import Item, write_items_csv
+
+    src = tmp_path / "items.csv"
+    write_items_csv(src, 3_000, bad_every=100)
+    url = f"sqlite:///{tmp_path / 'out.db'}"
+
+    def make(upsert_key):
+        return fs.Pipeline(fs.CSVSource(src), Item, fs.SQLSink(url, "items", upsert_key=upsert_key), fs.JSONLSink(tmp_path / "e.jsonl"),
+                           executor="inline", chunk_bytes="4KiB", checkpoint=tmp_path / "ckpt", checkpoint_interval=3600)
+
+    with pytest.raises(fs.ConfigError, match="needs upsert_key"):
+        make(None).run()
+
+    real_write = pipeline_mod.Pipeline._write
+    calls = {"n": 0}
+
+    def crash_after_some_chunks(self, result, report):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise KeyboardInterrupt  # stands in for a crash: chunks 1-11 are committed, no checkpoint since
+        return real_write(self, result, report)
+
+    monkeypatch.setattr(pipeline_mod.Pipeline, "_write", crash_after_some_chunks)
+    first = make(["id"]).run()
+    assert first.interrupted
+    monkeypatch.setattr(pipeline_mod.Pipeline, "_write", real_write)
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert 0 < conn.exec_driver_sql('SELECT count(*) FROM "items"').scalar() < 2_970
+
+    report = make(["id"]).run()
+    assert report.rows_read == 3_000 and report.balanced
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.exec_driver_sql('SELECT id FROM "items" ORDER BY id')]
+    assert len(ids) == len(set(ids)) == report.rows_valid == 3_000 - 59
