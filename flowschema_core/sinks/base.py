@@ -150,3 +150,58 @@ class AtomicFile:
             os.unlink(self.tmp_path)
         except FileNotFoundError:
             pass
+
+
+class FileSink(Sink):
+    """A sink writing one local file through :class:`AtomicFile`: temp name until the
+    run commits, and checkpoints as the file's durable length. Subclasses encode rows
+    and call :meth:`_write_bytes`; ``_header`` (if any) is written once at the start."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self.name = self.path
+        self._file: AtomicFile | None = None
+
+    def _header(self, fields: list[str]) -> bytes:
+        return b""
+
+    def open(self, fields: list[str], model: type[BaseModel] | None = None) -> None:
+        self._file = AtomicFile(self.path)
+        self._write_bytes(self._header(fields))
+
+    def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
+        header = self._header(fields)  # always built: it may also set up the encoder
+        self._file = AtomicFile(self.path, key=key, resume_length=state["length"] if state else None)
+        if state is None:
+            self._write_bytes(header)
+
+    def _write_bytes(self, data: bytes) -> None:
+        if self._file is None:
+            raise SinkError(f"{self.path}: write before open()")
+        try:
+            self._file.file.write(data)
+        except OSError as exc:
+            raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
+
+    def checkpoint(self) -> dict[str, Any]:
+        if self._file is None:
+            raise SinkError(f"{self.path}: checkpoint before open()")
+        return {"length": self._file.sync()}
+
+    def suspend(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def finish_commit(self, key: str) -> None:
+        AtomicFile.finish(self.path, key)
+
+    def commit(self) -> None:
+        if self._file is not None:
+            self._file.commit()
+            self._file = None
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.abort()
+            self._file = None

@@ -60,3 +60,38 @@ def test_disk_full_then_resume(tmp_path, monkeypatch, budget):
     assert (out / "o.jsonl").read_bytes() == (ref / "o.jsonl").read_bytes()
     strip = lambda rows: [{**r, "source": None} for r in rows]  # noqa: E731
     assert strip(dlq_without_run_fields(out / "e.jsonl")) == strip(dlq_without_run_fields(ref / "e.jsonl"))
+
+
+def test_csv_outputs_resume_with_one_header_and_full_dlq_rows(tmp_path, monkeypatch):
+    import csv
+
+    src = tmp_path / "items.csv"
+    write_items_csv(src, 4_000, bad_every=25)
+
+    def pipeline(out, checkpoint=None):
+        return fs.Pipeline(fs.CSVSource(src), Item, fs.CSVSink(out / "o.csv"), fs.CSVSink(out / "e.csv"),
+                           executor="inline", chunk_bytes="4KiB", checkpoint=checkpoint, checkpoint_interval=0)
+
+    pipeline(tmp_path / "ref").run()
+    original_init = sink_base.AtomicFile.__init__
+
+    def failing_init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self.path.endswith("o.csv"):
+            self.file = DiskFullAfter(self.file, 60_000)
+
+    monkeypatch.setattr(sink_base.AtomicFile, "__init__", failing_init)
+    with pytest.raises(fs.SinkError):
+        pipeline(tmp_path / "out", tmp_path / "ckpt").run()
+    monkeypatch.setattr(sink_base.AtomicFile, "__init__", original_init)
+    pipeline(tmp_path / "out", tmp_path / "ckpt").run()
+
+    assert (tmp_path / "out" / "o.csv").read_bytes() == (tmp_path / "ref" / "o.csv").read_bytes()
+
+    def dlq(path):
+        with open(path, newline="") as f:
+            return [{k: v for k, v in row.items() if k not in ("run_id", "ts", "source")} for row in csv.DictReader(f)]
+
+    resumed, reference = dlq(tmp_path / "out" / "e.csv"), dlq(tmp_path / "ref" / "e.csv")
+    assert resumed == reference and len(reference) == 319
+    assert all(row["stage"] for row in resumed)
