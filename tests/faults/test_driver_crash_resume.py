@@ -48,6 +48,17 @@ def _start(data_dir, out, checkpoint, *, executor="process", sleep=0.0001, fault
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _wait_for_progress(checkpoint: Path, chunks: int, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads((checkpoint / "state.json").read_text())["chunks_done"] >= chunks:
+                return
+        except (OSError, ValueError, KeyError):
+            pass  # not written yet, or being replaced right now
+        time.sleep(0.01)
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_driver_sigkill_then_resume_gives_exact_output(seed, data_dir, reference, tmp_path):
     rng = random.Random(seed)
@@ -61,7 +72,10 @@ def test_driver_sigkill_then_resume_gives_exact_output(seed, data_dir, reference
         assert attempts <= 6, "the run never finished"
         proc = _start(data_dir, out, checkpoint, fault=fault if attempts == 1 else None)
         if attempts == 1 and fault is None or attempts == 2 and seed % 3 == 0:
-            time.sleep(rng.uniform(0.5, 4.0))
+            # Kill once the run is visibly under way (a random number of chunks already
+            # checkpointed, plus a random extra moment), so every seed kills mid-run.
+            _wait_for_progress(checkpoint, rng.randint(1, 25), proc)
+            time.sleep(rng.uniform(0, 0.05))
             proc.send_signal(signal.SIGKILL)
         stdout, stderr = proc.communicate(timeout=300)
         if proc.returncode == 0:
@@ -89,6 +103,7 @@ def test_zz_report_tally(capsys):
     with capsys.disabled():
         print(f"\ndriver-crash suite: {TALLY}")
     assert TALLY["lost"] == 0 and TALLY["duplicated"] == 0
+    assert TALLY["killed"] >= len(SEEDS)  # every seed really killed its driver at least once
 
 
 def test_checkpoint_of_another_input_is_refused(data_dir, tmp_path):
