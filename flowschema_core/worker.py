@@ -124,6 +124,8 @@ class ChunkProcessor:
             self._jsonl(chunk, batch)
         elif kind == chunks.ROWS:
             self._rows(chunk, batch)
+        elif kind == chunks.ARROW:
+            self._arrow(chunk, batch)
         else:
             raise ValueError(f"unknown chunk kind {kind!r}")
         return codec.encode(batch.result(self.output_form, self.fields))[0]
@@ -140,6 +142,14 @@ class ChunkProcessor:
                 batch.parse_error(i, line, reason, raw_text)
             else:
                 self._record(dict(zip(fields, row)) if fields is not None else row, i, line, batch)
+
+    def _arrow(self, chunk: dict[str, Any], batch: _Batch) -> None:
+        table = chunks.arrow_table(chunk)
+        fields = chunk["fields"]
+        columns = [column.to_pylist() for column in table.columns]
+        batch.seen = table.num_rows
+        for i, row in enumerate(zip(*columns)):
+            self._record(dict(zip(fields, row)), i, None, batch)
 
     def _jsonl(self, chunk: dict[str, Any], batch: _Batch) -> None:
         data: bytes = chunk["data"]

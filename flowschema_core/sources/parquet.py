@@ -3,10 +3,11 @@
 ::
 
     files (sorted) ─► pyarrow.parquet.ParquetFile.iter_batches(batch_rows, columns)
-                        └─► columns .to_pylist() ─► rows as value lists (``fields`` set)
+                        └─► record batches, sliced to ~chunk_bytes ─► Arrow IPC chunks
 
-Never more than one record batch of one file is held (plus pyarrow's row-group buffer),
-so memory does not grow with the file. In a directory, ``key=value`` directory names
+The driver never builds a Python object per value: chunks travel as Arrow IPC bytes and
+the workers turn columns into records. Never more than one chunk's batches of one file
+are held (plus pyarrow's row-group buffer), so memory does not grow with the file. In a directory, ``key=value`` directory names
 (a Hive-style dataset, as :class:`~flowschema_core.sinks.parquet.ParquetSink` writes with
 ``partition_by``) come back as columns holding the text of the value; the model coerces
 them. Columns are matched by name: a file lacking a column gives None for it, columns
@@ -21,14 +22,15 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from .. import chunks, codec
 from ..arrow_schema import import_pyarrow
 from ..errors import ConfigError, SourceError
-from .base import RecordSource
+from .base import Source
 
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
 
-class ParquetSource(RecordSource):
+class ParquetSource(Source):
     """Read Parquet rows from ``path``: a file, a directory (every ``*.parquet`` under it,
     recursively, in name order) or a glob pattern (``data/*.parquet``).
 
@@ -44,6 +46,7 @@ class ParquetSource(RecordSource):
             raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
         self.batch_rows = batch_rows
         self.files_read: list[str] = []
+        self.fields: list[str] | None = None
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "parquet", "name": self.path, "columns": self.columns}
@@ -68,8 +71,41 @@ class ParquetSource(RecordSource):
             return [(f, {}) for f in found]
         raise SourceError(f"Parquet file not found: {path}")
 
+    def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
+        pending: list[Any] = []
+        size = 0
+        for batch in self._batches():
+            if pending and batch.schema != pending[0].schema:
+                yield self._chunk(pending)  # an IPC stream holds one schema
+                pending, size = [], 0
+            # Slice big batches so a chunk stays near target_bytes.
+            per_row = max(1, batch.nbytes // max(batch.num_rows, 1))
+            offset = 0
+            while offset < batch.num_rows:
+                take = max(1, (target_bytes - size) // per_row)
+                piece = batch.slice(offset, take)
+                offset += piece.num_rows
+                pending.append(piece)
+                size += piece.num_rows * per_row
+                if size >= target_bytes:
+                    yield self._chunk(pending)
+                    pending, size = [], 0
+        if pending:
+            yield self._chunk(pending)
+
     def records(self) -> Iterator[tuple[int | None, Any]]:
-        import_pyarrow()
+        """``(None, row)`` with rows as value lists in ``fields`` order: for looking at a
+        source by hand (a pipeline run ships Arrow chunks instead)."""
+        for batch in self._batches():
+            for row in zip(*(column.to_pylist() for column in batch.columns)):
+                yield None, list(row)
+
+    def _chunk(self, batches: list[Any]) -> tuple[bytes, int]:
+        return codec.encode(chunks.arrow_chunk(chunks.arrow_ipc(batches), list(self.fields or [])))
+
+    def _batches(self) -> Iterator[Any]:
+        """Record batches with exactly ``self.fields`` as columns, file after file."""
+        pa = import_pyarrow()
         import pyarrow.parquet as pq
 
         files = self.files()
@@ -102,16 +138,12 @@ class ParquetSource(RecordSource):
                         raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
                     n = batch.num_rows
                     by_name = dict(zip(batch.schema.names, batch.columns))
-                    cols = []
-                    for f in self.fields:
-                        if f in by_name:
-                            cols.append(by_name[f].to_pylist())
-                        else:
-                            cols.append([partitions.get(f)] * n)
-                    del batch, by_name
+                    arrays = [
+                        by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string())
+                        for f in self.fields
+                    ]
                     done += n
-                    for row in zip(*cols):
-                        yield None, list(row)
+                    yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
 
 
 def _partitions(relative: str) -> dict[str, str | None]:

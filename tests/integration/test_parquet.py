@@ -318,3 +318,24 @@ def test_registry_and_parquet_dlq(tmp_path: pathlib.Path) -> None:
     assert report.rows_valid == 2 and report.rows_invalid == 8
     dlq = pq.read_table(errors).to_pylist()
     assert len(dlq) == 8 and dlq[0]["stage"] == "validate" and json.loads(dlq[0]["raw"])["name"] == "n0"
+
+
+def test_parquet_chunks_travel_as_arrow_and_poison_records_are_isolated(tmp_path):
+    """Parquet input crosses to the workers as Arrow IPC chunks; a record that kills its
+    worker every time is found by splitting those chunks, like any other."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.integration.pipeline_models import Item, Poison
+
+    rows = [{"id": i, "name": "poison-x" if i == 1234 else f"item {i}", "price": f"{i}.5", "note": None} for i in range(1, 3001)]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet", row_group_size=700)
+    report = fs.Pipeline(fs.ParquetSource(tmp_path / "in.parquet"), Item, fs.JSONLSink(tmp_path / "o.jsonl"), fs.JSONLSink(tmp_path / "e.jsonl"),
+                         executor=fs.MultiprocessingExecutor(workers=2), chunk_bytes="8KiB", hooks=[Poison()]).run()
+    assert report.chunks > 5 and report.rows_read == 3000 and report.rows_valid == 2999
+    [dlq] = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert dlq["stage"] == "worker" and dlq["record"] == 1234 and dlq["raw"]["name"] == "poison-x"
+    ids = [json.loads(line)["id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert ids == [i for i in range(1, 3001) if i != 1234]
