@@ -98,7 +98,7 @@ def split(chunk: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]] | None
     quote = chunk["dialect"].get("quotechar", '"').encode() if kind == CSV else None
     if kind == CSV and not chunk["dialect"].get("quoting_enabled", True):
         quote = None
-    cut = blocks.middle_boundary(data, quote)
+    cut = blocks.middle_boundary(data, quote, chunk["dialect"] if kind == CSV else None)
     if cut < 0:
         return None
     left, right = dict(chunk), dict(chunk)

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, to_jsonable_python
 
-from . import chunks, codec
+from . import blocks, chunks, codec
 from .hooks import Hook, overrides
 
 OUTPUT_FORMS = ("jsonl", "csv", "python")
@@ -191,7 +191,7 @@ class ChunkProcessor:
         width = len(fields)
         # An empty CSV cell means "no value": None lets Optional fields validate.
         none_if_empty = _EMPTY_AS_NONE.get if chunk["dialect"].get("empty_as_none", True) else None
-        reader = csv.reader(lines, **_reader_options(chunk["dialect"]))
+        reader = csv.reader(lines, **blocks.reader_options(chunk["dialect"]))
         line0 = chunk["line0"]
         # Without hooks, validation is inlined here: this loop is the hot path of the
         # whole engine, so it avoids a Python call per record beyond the validator's.
@@ -301,12 +301,6 @@ def _fast_validate(model: type[BaseModel]) -> Any:
         return validator.validate_python
     return model.model_validate
 
-
-def _reader_options(dialect: dict[str, Any]) -> dict[str, Any]:
-    options = {k: v for k, v in dialect.items() if k not in ("quoting_enabled", "empty_as_none")}
-    if not dialect.get("quoting_enabled", True):
-        options["quoting"] = csv.QUOTE_NONE
-    return options
 
 
 class _Batch:

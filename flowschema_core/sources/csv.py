@@ -103,9 +103,9 @@ class CSVSource(Source):
                     buf += more
                     if not eof:
                         continue
-                cut = len(buf) if eof and len(buf) <= target_bytes else blocks.last_boundary(buf, quote, min(len(buf), target_bytes))
+                cut = len(buf) if eof and len(buf) <= target_bytes else blocks.record_end(buf, self.dialect, min(len(buf), target_bytes))
                 if cut <= 0 and len(buf) > target_bytes:
-                    cut = len(buf) if eof else blocks.last_boundary(buf, quote)  # one record longer than a chunk
+                    cut = len(buf) if eof else blocks.record_end(buf, self.dialect)  # one record longer than a chunk
                 if cut <= 0:
                     if len(buf) < self.max_record_bytes:
                         more = f.read(_READ_SIZE)
@@ -139,7 +139,7 @@ class CSVSource(Source):
         except UnicodeDecodeError as exc:
             raise SourceError(f"{self.path}: the header row is not valid {self.encoding} ({exc.reason} at byte {exc.start}); pass encoding=... ") from exc
         try:
-            rows = [r for r in csv.reader(io.StringIO(text, newline=""), **_options(self.dialect)) if r]
+            rows = [r for r in csv.reader(io.StringIO(text, newline=""), **blocks.reader_options(self.dialect)) if r]
         except csv.Error as exc:
             raise SourceError(f"{self.path}: the header row is not valid CSV ({exc}): {text.strip()[:200]!r}") from exc
         if not rows:
@@ -149,13 +149,6 @@ class CSVSource(Source):
         if duplicates:
             raise SourceError(f"{self.path}: the header names these columns more than once: {duplicates}; rename them or pass header=[...]")
         return fields
-
-
-def _options(dialect: dict[str, Any]) -> dict[str, Any]:
-    options = {k: v for k, v in dialect.items() if k not in ("quoting_enabled", "empty_as_none")}
-    if not dialect["quoting_enabled"]:
-        options["quoting"] = csv.QUOTE_NONE
-    return options
 
 
 def _check_encoding(encoding: str) -> str:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from flowschema_core import blocks
 from flowschema_core.blocks import first_boundary, last_boundary, middle_boundary
 
 Q = b'"'
@@ -186,3 +187,18 @@ def test_boundaries_on_unquoted_data_are_newlines(quote):
     assert last_boundary(buf, quote) == len(buf)
     assert first_boundary(buf, quote) == 4
     assert middle_boundary(buf, quote) in (4, 8)
+
+
+def test_parity_is_trusted_only_when_every_opening_quote_opens_a_field():
+    assert blocks.parity_holds(b'1,"a\nb",c\n2,x,y\n', b'"', b",")
+    assert not blocks.parity_holds(b'1,TV 55" screen,c\n2,"x\ny",z\n', b'"', b",")
+    assert blocks.parity_holds(b'1, "a",c\n', b'"', b",", skipinitialspace=True)
+    assert not blocks.parity_holds(b'1, "a",c\n', b'"', b",")
+
+
+def test_exact_record_ends_follow_the_csv_module():
+    buf = b'1,TV 55" screen\n2,"two\nlines"\n3,cable 3",x\n4,"open'
+    ends = blocks.csv_record_ends(buf, {"delimiter": ",", "quotechar": '"'})
+    assert [buf[:e].count(b"\n") for e in ends] == [1, 3, 4]  # record 4 is incomplete
+    dialect = {"delimiter": ",", "quotechar": '"', "quoting_enabled": True}
+    assert blocks.record_end(buf, dialect) == ends[-1]

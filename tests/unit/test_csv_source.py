@@ -303,3 +303,29 @@ def test_unknown_encoding_is_a_config_error(tmp_path):
 def test_bad_dialect_is_a_config_error(tmp_path, kwargs, match):
     with pytest.raises(fs.ConfigError, match=match):
         fs.CSVSource(tmp_path / "x.csv", **kwargs)
+
+
+INCH_ROWS = [
+    'TV 55" screen',      # a quote inside an unquoted field: a literal for the csv module
+    'frame 5" x 7"',
+    'cable 3"',           # ... also right before the delimiter
+    '"quoted, with ""escaped"" quotes"',
+    '"two\nlines"',
+    "plain",
+]
+
+
+@pytest.mark.parametrize("chunk_bytes", [48, 100, 333, 4096, "1MiB"])
+def test_quotes_inside_unquoted_fields_never_change_the_records(run_pipeline, tmp_path, chunk_bytes):
+    """Quote parity alone would cut inside records here; where a block is cut must never
+    change what the records are."""
+    path = tmp_path / "inches.csv"
+    body = ["id,text"] + [f"{i},{INCH_ROWS[i % len(INCH_ROWS)]}" for i in range(300)]
+    path.write_text("\n".join(body) + "\n", encoding="utf-8")
+    import csv as csv_module
+
+    with open(path, newline="", encoding="utf-8") as f:
+        expected = [dict(zip(["id", "text"], row)) for row in list(csv_module.reader(f))[1:]]
+    run = run_pipeline(fs.CSVSource(path, empty_as_none=False), chunk_bytes=chunk_bytes, max_bytes_in_flight="4MiB")
+    assert run.dlq == []
+    assert run.rows == expected and len(expected) == 300
