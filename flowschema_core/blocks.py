@@ -25,7 +25,8 @@ from typing import Any
 def parity_holds(buf: bytes, quote: bytes, delimiter: bytes, skipinitialspace: bool = False, end: int | None = None) -> bool:
     """True when quote parity finds the exact record boundaries in ``buf[:end]`` (a
     block that starts at a record boundary): every quote that parity takes for an
-    opening one follows a delimiter or a newline (or a space, with skipinitialspace)."""
+    opening one follows a delimiter, a newline or another quote (an escaped ``""``), or
+    a space with skipinitialspace."""
     import numpy as np
 
     data = np.frombuffer(buf, np.uint8, count=len(buf) if end is None else end)
@@ -34,7 +35,8 @@ def parity_holds(buf: bytes, quote: bytes, delimiter: bytes, skipinitialspace: b
     if openers.size == 0:
         return True
     before = data[openers - 1]
-    ok = (before == delimiter[0]) | (before == 10)
+    # A quote right after a quote is the second half of an escaped pair ("") in a quoted field.
+    ok = (before == delimiter[0]) | (before == 10) | (before == quote[0])
     if skipinitialspace:
         ok |= before == 32
     return bool(ok.all())

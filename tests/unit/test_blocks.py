@@ -202,3 +202,8 @@ def test_exact_record_ends_follow_the_csv_module():
     assert [buf[:e].count(b"\n") for e in ends] == [1, 3, 4]  # record 4 is incomplete
     dialect = {"delimiter": ",", "quotechar": '"', "quoting_enabled": True}
     assert blocks.record_end(buf, dialect) == ends[-1]
+
+
+def test_escaped_quotes_inside_quoted_fields_keep_parity_trusted():
+    assert blocks.parity_holds(b'1,"size: 42, colour: ""navy""",x\n2,"",y\n', b'"', b",")
+    assert not blocks.parity_holds(b'1,a""b,x\n', b'"', b",")
