@@ -61,10 +61,13 @@ def test_csv_to_sqlite_and_back_through_the_cli(tmp_path):
     write_items_csv(src, 500, bad_every=100)
     db = f"sqlite:///{tmp_path / 'shop.db'}"
     model = "tests.integration.pipeline_models:Item"
-    done = flowschema("run", src, "--model", model, "--sink", db, "--sink-table", "items", "--upsert-key", "id", "--executor", "inline")
+    dlq = tmp_path / "dlq.jsonl"
+    done = flowschema("run", src, "--model", model, "--sink", db, "--sink-table", "items", "--upsert-key", "id", "--executor", "inline", "--errors", dlq)
     assert done.returncode == 0, done.stderr
-    again = flowschema("run", src, "--model", model, "--sink", db, "--sink-table", "items", "--upsert-key", "id", "--executor", "inline")
+    again = flowschema("run", src, "--model", model, "--sink", db, "--sink-table", "items", "--upsert-key", "id", "--executor", "inline",
+                       "--errors", dlq)
     assert again.returncode == 0, again.stderr  # the upsert key makes a re-run safe
+    assert len(dlq.read_text().splitlines()) == 9
     back = flowschema("run", db, "--table", "items", "--model", model, "--sink", tmp_path / "back.jsonl", "--executor", "inline",
                       "--report", tmp_path / "r.json")
     assert back.returncode == 0, back.stderr
