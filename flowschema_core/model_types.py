@@ -73,11 +73,11 @@ def describe(annotation: Any, metadata: list[Any] | tuple[Any, ...] = (), *, whe
             annotation = args[0]
             continue
         if origin is typing.Union or origin is types.UnionType:
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(args) != len(typing.get_args(annotation)):
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != len(typing.get_args(annotation)):
                 nullable = True
-            if len(args) == 1:
-                annotation = args[0]
+            if len(members) == 1:
+                annotation = members[0]
                 continue
             raise ConfigError(f"{where}: a union of several types ({annotation}) has no single storage type; use one type")
         break

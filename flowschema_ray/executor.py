@@ -31,7 +31,6 @@ left running.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import logging
 import os
@@ -42,8 +41,9 @@ import threading
 from concurrent.futures import Future
 from typing import Any
 
-from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerCrashedError, WorkerError, WorkerPoolError
+from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerError, WorkerPoolError
 from flowschema_core.executors.base import Executor, RemoteTraceback
+from flowschema_core.executors.pool import Slot, Task, TaskPool, resolve
 from flowschema_core.worker import WorkerSpec
 
 __all__ = ["RayExecutor"]
@@ -51,32 +51,22 @@ __all__ = ["RayExecutor"]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-class _Task:
-    """One submitted chunk: its blob, the caller's future and how often it killed an actor."""
-
-    __slots__ = ("attempts", "blob", "future")
-
-    def __init__(self, blob: bytes, future: Future[bytes]) -> None:
-        self.blob, self.future, self.attempts = blob, future, 0
-
-
 class _Call:
     """One attempt of a task on one actor; ``outcome`` is set when Ray answers."""
 
     __slots__ = ("outcome", "task", "worker")
 
-    def __init__(self, task: _Task, worker: _Actor) -> None:
+    def __init__(self, task: Task, worker: _Actor) -> None:
         self.task, self.worker = task, worker
         self.outcome: concurrent.futures.Future[bytes] | None = None
 
 
-class _Actor:
+class _Actor(Slot):
     """An actor handle and the calls sent to it, oldest first."""
 
     def __init__(self, handle: Any) -> None:
+        super().__init__()
         self.handle = handle
-        self.assigned: collections.deque[_Call] = collections.deque()
-        self.alive = True
         self.pid: int | None = None
 
 
@@ -130,11 +120,11 @@ class RayExecutor(Executor):
         self.parallelism = num_actors * prefetch
         self._lock = threading.Lock()
         self._pool: list[_Actor] = []
-        self._pending: collections.deque[_Task] = collections.deque()
+        self._tasks = TaskPool(self.stats, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts,
+                               noun="Ray actor", nouns="Ray actors")
         self._unfinished: set[Future[bytes]] = set()
         self._events: queue.SimpleQueue[tuple[_Call, concurrent.futures.Future[bytes]] | None] = queue.SimpleQueue()
         self._handler: threading.Thread | None = None
-        self._failure: BaseException | None = None
         self._closing = False
         self._connected_here = False
         self._actor_cls: Any = None
@@ -223,17 +213,16 @@ class RayExecutor(Executor):
                 return
             self._closing = True
             pool, self._pool = self._pool, []
-            orphans = list(self._pending)
-            self._pending.clear()
+            orphans = [*self._tasks.pending, *(call.task for actor in pool for call in actor.assigned)]
+            self._tasks.pending.clear()
             for actor in pool:
-                orphans.extend(call.task for call in actor.assigned)
                 actor.assigned.clear()
                 actor.alive = False
         for actor in pool:
             self._kill(actor)
         for task in orphans:
-            if not task.future.done():
-                task.future.cancel() or _resolve(task.future, error=WorkerPoolError("executor shut down"))
+            if not task.future.cancel():
+                resolve(task.future, error=WorkerPoolError("executor shut down"))
         self._events.put(None)
         if self._handler is not None and self._handler is not threading.current_thread():
             self._handler.join(timeout=10)
@@ -249,18 +238,16 @@ class RayExecutor(Executor):
 
     # -- submitting ------------------------------------------------------------------
     def submit(self, blob: bytes) -> Future[bytes]:
-        future: Future[bytes] = Future()
         with self._lock:
-            if self._failure is not None:
-                future.set_exception(self._failure)
-                return future
             if self._closing:
                 raise RuntimeError("cannot submit to an executor that was shut down")
             if self._actor_cls is None:
                 raise RuntimeError("RayExecutor.submit() called before start()")
+            future = self._tasks.add(blob)
+            if future.done():
+                return future  # the pool has failed
             self._unfinished.add(future)
             future.add_done_callback(self._forget)
-            self._pending.append(_Task(blob, future))
             self._dispatch()
         return future
 
@@ -269,20 +256,16 @@ class RayExecutor(Executor):
             self._unfinished.discard(future)
 
     def _dispatch(self) -> None:
-        # Called with the lock held. The least-loaded actor gets the next chunk.
-        while self._pending:
-            free = [a for a in self._pool if a.alive and len(a.assigned) < self.prefetch]
-            if not free:
-                return
-            actor = min(free, key=lambda a: len(a.assigned))
-            task = self._pending.popleft()
-            if task.future.done():
-                continue  # cancelled by the caller
-            call = _Call(task, actor)
-            actor.assigned.append(call)
-            ray_future = actor.handle.process.remote(task.blob).future()
-            # Ray runs this callback on its own thread: hand the event to ours.
-            ray_future.add_done_callback(lambda f, c=call: self._events.put((c, f)))
+        # Called with the lock held.
+        self._tasks.dispatch(self._pool, self._send)
+
+    def _send(self, actor: Slot, task: Task) -> None:
+        assert isinstance(actor, _Actor)
+        call = _Call(task, actor)
+        actor.assigned.append(call)
+        ray_future = actor.handle.process.remote(task.blob).future()
+        # Ray runs this callback on its own thread: hand the event to ours.
+        ray_future.add_done_callback(lambda f, c=call: self._events.put((c, f)))
 
     # -- collecting ------------------------------------------------------------------
     def _handle_loop(self) -> None:
@@ -311,7 +294,7 @@ class RayExecutor(Executor):
                 if failure is None:
                     self._dispatch()
             for future, result, error in settled:
-                _resolve(future, result=result, error=error)
+                resolve(future, result=result, error=error)
             if failure is not None:
                 self._fail_all(failure)
 
@@ -320,25 +303,14 @@ class RayExecutor(Executor):
         actor.alive = False
         self._pool.remove(actor)
         self._kill(actor)
-        calls = list(actor.assigned)
+        tasks = [call.task for call in actor.assigned]
         actor.assigned.clear()
-        culprit, behind = calls[0].task, [c.task for c in calls[1:]]
-        culprit.attempts += 1
-        how = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        requeue = behind
-        if culprit.attempts >= self.max_attempts:
-            message = f"the Ray actor died on this chunk {culprit.attempts} times ({type(exc).__name__}: {how})"
-            settled.append((culprit.future, None, WorkerCrashedError(message)))
-        else:
-            self.stats.retries += 1
-            requeue = [culprit, *behind]
-        self._pending.extendleft(reversed(requeue))
-        if self.stats.restarts >= self.max_restarts:
-            return WorkerPoolError(
-                f"Ray actors died {self.stats.restarts + 1} times (last: {type(exc).__name__}: {how}); "
-                f"stopping instead of replacing them forever (max_restarts={self.max_restarts})"
-            )
-        self.stats.restarts += 1
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        how = f"died ({type(exc).__name__}: {first_line})" if first_line else f"died ({type(exc).__name__})"
+        crashed, failure = self._tasks.on_death(tasks, how, None, started=True)
+        settled.extend((task.future, None, error) for task, error in crashed)
+        if failure is not None:
+            return failure
         try:
             replacement = self._new_actor()
             self._pool.append(replacement)
@@ -352,14 +324,11 @@ class RayExecutor(Executor):
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:
-            self._failure = error
-            tasks = list(self._pending)
-            self._pending.clear()
+            tasks = self._tasks.drain(error, [call.task for actor in self._pool for call in actor.assigned])
             for actor in self._pool:
-                tasks.extend(call.task for call in actor.assigned)
                 actor.assigned.clear()
         for task in tasks:
-            _resolve(task.future, error=error)
+            resolve(task.future, error=error)
 
 
 def _import_ray() -> Any:
@@ -401,15 +370,3 @@ def _worker_error(exc: BaseException) -> BaseException:
     error = WorkerError(f"Ray could not run the chunk: {type(exc).__name__}: {exc}")
     error.__cause__ = exc
     return error
-
-
-def _resolve(future: Future[bytes], *, result: bytes | None = None, error: BaseException | None = None) -> None:
-    if future.done():
-        return
-    try:
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)  # type: ignore[arg-type]
-    except concurrent.futures.InvalidStateError:
-        pass  # cancelled meanwhile

@@ -24,7 +24,6 @@ like multiprocessing's *spawn*, but the user's ``__main__`` is never re-run in t
 
 from __future__ import annotations
 
-import collections
 import os
 import queue
 import subprocess
@@ -39,19 +38,14 @@ from ..errors import ConfigError, WorkerCrashedError, WorkerError, WorkerPoolErr
 from ..units import parse_size
 from ..worker import WorkerSpec
 from .base import Executor, RemoteTraceback
+from .pool import Slot, Task, TaskPool, resolve
 
 
-class _Task:
-    __slots__ = ("attempts", "blob", "future")
-
-    def __init__(self, blob: bytes, future: Future[bytes]) -> None:
-        self.blob, self.future, self.attempts = blob, future, 0
-
-
-class _Worker:
+class _Worker(Slot):
     """One worker process, its two pipes, and the chunks assigned to it (in order)."""
 
     def __init__(self, spec_message: bytes, memory_limit: int | None) -> None:
+        super().__init__()
         child_in, parent_out = os.pipe()
         parent_in, child_out = os.pipe()
         try:
@@ -65,9 +59,6 @@ class _Worker:
             os.close(child_out)
         self.inbox = Connection(parent_in, writable=False)
         self.outbox = Connection(parent_out, readable=False)
-        self.assigned: collections.deque[_Task] = collections.deque()
-        self.ready = False
-        self.alive = True
         self._sends: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         boot = codec.pack({"sys_path": [os.path.abspath(p) for p in sys.path], "memory_limit": memory_limit})
         self._sends.put(boot)
@@ -79,7 +70,7 @@ class _Worker:
     def pid(self) -> int:
         return self.process.pid
 
-    def send(self, task: _Task) -> None:
+    def send(self, task: Task) -> None:
         self.assigned.append(task)
         self._sends.put(task.blob)
 
@@ -129,9 +120,9 @@ class MultiprocessingExecutor(Executor):
         self.start_timeout = start_timeout
         self._lock = threading.Lock()
         self._pool: list[_Worker] = []
-        self._pending: collections.deque[_Task] = collections.deque()
+        self._tasks = TaskPool(self.stats, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts,
+                               noun="worker process", nouns="worker processes")
         self._spec_message = b""
-        self._failure: BaseException | None = None
         self._closing = False
         self._collector: threading.Thread | None = None
 
@@ -177,11 +168,8 @@ class MultiprocessingExecutor(Executor):
         with self._lock:
             self._closing = True
             pool, self._pool = self._pool, []
-            orphans = list(self._pending)
-            self._pending.clear()
-            for worker in pool:
-                orphans.extend(worker.assigned)
-                worker.assigned.clear()
+            orphans = [*self._tasks.pending, *(task for worker in pool for task in worker.assigned)]
+            self._tasks.pending.clear()
         for worker in pool:
             if wait and not cancel_futures:
                 worker.stop()
@@ -200,28 +188,16 @@ class MultiprocessingExecutor(Executor):
 
     # -- submitting ------------------------------------------------------------------
     def submit(self, blob: bytes) -> Future[bytes]:
-        future: Future[bytes] = Future()
         with self._lock:
-            if self._failure is not None:
-                future.set_exception(self._failure)
-                return future
             if self._closing:
                 raise RuntimeError("cannot submit to an executor that was shut down")
-            self._pending.append(_Task(blob, future))
+            future = self._tasks.add(blob)
             self._dispatch()
         return future
 
     def _dispatch(self) -> None:
-        # Called with the lock held. The least-loaded worker gets the next chunk.
-        while self._pending:
-            live = [w for w in self._pool if w.alive and len(w.assigned) < self.prefetch]
-            if not live:
-                return
-            worker = min(live, key=lambda w: len(w.assigned))
-            task = self._pending.popleft()
-            if task.future.cancelled():
-                continue
-            worker.send(task)
+        # Called with the lock held.
+        self._tasks.dispatch(self._pool, lambda worker, task: worker.send(task))  # type: ignore[attr-defined]
 
     # -- collecting ------------------------------------------------------------------
     def _collect_loop(self) -> None:
@@ -254,15 +230,15 @@ class MultiprocessingExecutor(Executor):
         if task is None:
             return
         if tag == b"R":
-            _resolve(task.future, result=message[1:])
+            resolve(task.future, result=message[1:])
         elif tag == b"C":
             # Deterministic, unlike a kill: no retry, the pipeline splits the chunk at once.
-            _resolve(task.future, error=WorkerCrashedError(message[1:].decode("utf-8", "replace")))
+            resolve(task.future, error=WorkerCrashedError(message[1:].decode("utf-8", "replace")))
         else:
             info: dict[str, Any] = codec.unpack(message[1:])
             error = WorkerError(f"worker raised {info['type']}: {info['msg']}")
             error.__cause__ = RemoteTraceback(info["tb"])
-            _resolve(task.future, error=error)
+            resolve(task.future, error=error)
 
     def _on_death(self, worker: _Worker) -> None:
         exit_code = worker.process.wait()
@@ -274,53 +250,23 @@ class MultiprocessingExecutor(Executor):
             if self._closing:
                 return
             self._pool.remove(worker)
-            assigned = list(worker.assigned)
+            crashed, failure = self._tasks.on_death(list(worker.assigned), how, exit_code, started=worker.ready)
             worker.assigned.clear()
-            requeue: list[_Task] = []
-            if assigned and not worker.ready:
-                requeue.extend(assigned)  # it died booting, before touching any chunk
-            elif assigned:
-                culprit = assigned[0]  # workers answer in order: it died on the oldest one
-                culprit.attempts += 1
-                if culprit.attempts >= self.max_attempts:
-                    _resolve(culprit.future, error=WorkerCrashedError(f"the worker process {how} on this chunk {culprit.attempts} times", exit_code))
-                else:
-                    self.stats.retries += 1
-                    requeue.append(culprit)
-                requeue.extend(assigned[1:])
-            self._pending.extendleft(reversed(requeue))
-            if self.stats.restarts >= self.max_restarts:
-                failure = WorkerPoolError(
-                    f"workers died {self.stats.restarts + 1} times (last one {how}); "
-                    f"stopping instead of restarting them forever (max_restarts={self.max_restarts})"
-                )
-            else:
-                failure = None
-                self.stats.restarts += 1
+            if failure is None:
                 try:
                     self._pool.append(_Worker(self._spec_message, self.worker_memory_limit))
                 except OSError as exc:
                     failure = WorkerPoolError(f"cannot start a replacement worker: {exc}")
                 self._dispatch()
+        for task, error in crashed:
+            resolve(task.future, error=error)
         if failure is not None:
             self._fail_all(failure)
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:
-            self._failure = error
-            tasks = list(self._pending)
-            self._pending.clear()
+            tasks = self._tasks.drain(error, [task for worker in self._pool for task in worker.assigned])
             for worker in self._pool:
-                tasks.extend(worker.assigned)
                 worker.assigned.clear()
         for task in tasks:
-            _resolve(task.future, error=error)
-
-
-def _resolve(future: Future[bytes], *, result: bytes | None = None, error: BaseException | None = None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
+            resolve(task.future, error=error)

@@ -185,10 +185,10 @@ class SQLSink(Sink):
         if not self.upsert_key:
             return table.insert()
         if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
-            from sqlalchemy.dialects.sqlite import insert
-        stmt = insert(table)
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        stmt = dialect_insert(table)
         key_cols = [c for c in table.columns if c.name in self.upsert_key]
         others = {c: stmt.excluded[c.key] for c in table.columns if c.name not in self.upsert_key}
         if not others:

@@ -324,7 +324,7 @@ def _row_json(fields: list[str], values: list[Any], row_number: int) -> str:
 
 def _describe(exc: BaseException) -> str:
     """The error and its root cause (openpyxl wraps the parser's error in a vague one)."""
-    parts = []
+    parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen and len(parts) < 4:

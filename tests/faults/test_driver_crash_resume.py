@@ -71,7 +71,7 @@ def test_driver_sigkill_then_resume_gives_exact_output(seed, data_dir, reference
         attempts += 1
         assert attempts <= 6, "the run never finished"
         proc = _start(data_dir, out, checkpoint, fault=fault if attempts == 1 else None)
-        if attempts == 1 and fault is None or attempts == 2 and seed % 3 == 0:
+        if (attempts == 1 and fault is None) or (attempts == 2 and seed % 3 == 0):
             # Kill once the run is visibly under way (a random number of chunks already
             # checkpointed, plus a random extra moment), so every seed kills mid-run.
             _wait_for_progress(checkpoint, rng.randint(1, 25), proc)

@@ -83,6 +83,6 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     assert 0 < report["rows_read"] < 50_000
     assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "err.jsonl").exists()
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
-    gone, alive = psutil.wait_procs(workers, timeout=10)
+    _, alive = psutil.wait_procs(workers, timeout=10)
     assert alive == []
     assert "Traceback" not in err
