@@ -137,12 +137,7 @@ class Pipeline:
             self.executor.start(WorkerSpec(self.model, self.hooks, self.sink.output_form))
             report.workers = self.executor.stats.workers
             sampler.start()
-            for i, (sink, fields, model) in enumerate(((self.sink, list(self.model.model_fields), self.model), (self.errors, DLQ_FIELDS, None))):
-                if self.checkpoint is None:
-                    sink.open(fields, model)
-                else:
-                    sink.open_resumable(fields, model, f"{self.checkpoint.key}{i}", state["sinks"][i] if state else None)
-                opened.append(sink)
+            self._open_sinks(state, opened)
             reader = threading.Thread(target=self._read, args=(ledger, submitted, stop, report, skip_chunks), name="flowschema-reader", daemon=True)
             reader.start()
             self._complete(ledger, submitted, report, skip_chunks)
@@ -166,23 +161,36 @@ class Pipeline:
             self.source.close()
             if reader is not None:
                 reader.join(timeout=5)
-            if sampler._thread.is_alive():
-                sampler.stop()
-            report.elapsed_s = time.perf_counter() - started
-            report.rows_per_s = report.rows_read / report.elapsed_s if report.elapsed_s else 0.0
-            report.peak_bytes_in_flight = ledger.peak
-            report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
-            report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
-            report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+            sampler.stop()
+            self._measure(report, ledger, sampler, time.perf_counter() - started)
         return report
+
+    def _open_sinks(self, state: dict[str, Any] | None, opened: list[Sink]) -> None:
+        """Open the sink and the DLQ (at their checkpointed state, when resuming)."""
+        for i, (sink, fields, model) in enumerate(((self.sink, list(self.model.model_fields), self.model), (self.errors, DLQ_FIELDS, None))):
+            if self.checkpoint is None:
+                sink.open(fields, model)
+            else:
+                sink.open_resumable(fields, model, f"{self.checkpoint.key}{i}", state["sinks"][i] if state else None)
+            opened.append(sink)
+
+    def _measure(self, report: RunReport, ledger: ByteLedger, sampler: Sampler, elapsed: float) -> None:
+        report.elapsed_s = elapsed
+        report.rows_per_s = report.rows_read / elapsed if elapsed else 0.0
+        report.peak_bytes_in_flight = ledger.peak
+        report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
+        report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
+        report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
 
     def _abort(self, stop: threading.Event, ledger: ByteLedger, opened: Iterable[Sink]) -> None:
         stop.set()
         ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for sink in opened:
-            # A checkpointed run keeps its partial output: the next run resumes from it.
-            sink.suspend() if self.checkpoint is not None else sink.abort()
+            if self.checkpoint is not None:
+                sink.suspend()  # a checkpointed run keeps its partial output for the resume
+            else:
+                sink.abort()
 
     # -- reader thread ---------------------------------------------------------------
     def _read(self, ledger: ByteLedger, submitted: queue.Queue[Any], stop: threading.Event, report: RunReport, skip_chunks: int) -> None:

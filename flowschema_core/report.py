@@ -116,6 +116,10 @@ class Sampler:
             self._sample()
 
     def stop(self) -> None:
+        """Stop sampling and take a last sample (safe to call twice, or if never started)."""
+        if self._stop.is_set():
+            return
         self._stop.set()
-        self._thread.join()
+        if self._thread.is_alive():
+            self._thread.join()
         self._sample()
