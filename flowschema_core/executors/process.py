@@ -12,7 +12,9 @@ oldest one assigned to it). That chunk is retried up to ``max_attempts`` times, 
 future fails with :class:`WorkerCrashedError` so the pipeline can split it and isolate
 the poison record. Chunks queued behind it go back to the front of the queue without
 being charged an attempt. A replacement worker starts at once; after ``max_restarts``
-replacements the run stops with :class:`WorkerPoolError` rather than loop forever.
+replacements the run stops with :class:`WorkerPoolError` rather than loop forever. (These
+rules live in :mod:`flowschema_core.executors.pool`, shared with the Ray plugin; this
+module is the transport.)
 
 ``worker_memory_limit`` caps each worker's address space: a chunk that needs more gets a
 MemoryError in the worker, is split like a crashing chunk, and the record responsible
