@@ -187,24 +187,12 @@ def _sampler_main(pid: int, interval: float) -> None:
     """Poll the tree of ``pid`` until it exits or stdin closes; print the peak RSS."""
     import select
 
-    import psutil
+    from flowschema_core.report import tree_rss
 
     peak = samples = 0
-    try:
-        root = psutil.Process(pid)
-    except psutil.Error:
-        print(json.dumps({"peak_rss": 0, "samples": 0}), flush=True)
-        return
     while True:
-        total = 0
-        try:
-            total = root.memory_info().rss
-            for child in root.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:
-                    pass
-        except psutil.Error:
+        total = tree_rss(pid)
+        if not total:
             break  # the measured process is gone
         peak, samples = max(peak, total), samples + 1
         ready, _, _ = select.select([sys.stdin], [], [], interval)

@@ -9,7 +9,8 @@ worker holds in memory once it has decoded the chunk. Data never travels as pick
 worker cannot be made to run code by the bytes it reads.
 
 Values beyond msgpack's own types travel as extension types and come back exactly:
-datetime (naive or aware), date, time, Decimal, UUID and integers outside 64 bits.
+datetime (naive or aware), date, time, timedelta, Decimal, UUID and integers outside
+64 bits.
 Strings keep lone surrogates (``surrogatepass``), so odd Unicode never breaks a chunk.
 """
 
@@ -38,6 +39,7 @@ _EXT_TIME = 3
 _EXT_DECIMAL = 4
 _EXT_UUID = 5
 _EXT_BIGINT = 6
+_EXT_TIMEDELTA = 7
 
 
 def _default(obj: Any) -> Any:
@@ -45,6 +47,8 @@ def _default(obj: Any) -> Any:
         return msgpack.ExtType(_EXT_DATETIME, obj.isoformat().encode())
     if isinstance(obj, dt.date):
         return msgpack.ExtType(_EXT_DATE, obj.isoformat().encode())
+    if isinstance(obj, dt.timedelta):
+        return msgpack.ExtType(_EXT_TIMEDELTA, f"{obj.days},{obj.seconds},{obj.microseconds}".encode())
     if isinstance(obj, dt.time):
         return msgpack.ExtType(_EXT_TIME, obj.isoformat().encode())
     if isinstance(obj, decimal.Decimal):
@@ -71,6 +75,9 @@ def _ext_hook(code: int, data: bytes) -> Any:
         return decimal.Decimal(data.decode())
     if code == _EXT_UUID:
         return uuid.UUID(bytes=data)
+    if code == _EXT_TIMEDELTA:
+        days, seconds, micros = (int(x) for x in data.decode().split(","))
+        return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
     if code == _EXT_BIGINT:
         return int(data.decode())
     return msgpack.ExtType(code, data)

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import SchemaSerializer, SchemaValidator, to_jsonable_python
 
 from . import blocks, chunks, codec
+from .errors import CodecError
 from .hooks import Hook, overrides
 
 OUTPUT_FORMS = ("jsonl", "csv", "python")
@@ -62,6 +63,12 @@ def _jsonable(value: Any) -> Any:
         return to_jsonable_python(value, fallback=repr)
     except Exception:  # noqa: BLE001 - e.g. bytes that are not UTF-8: keep a readable repr
         return repr(value)
+
+
+def _validator_crash(exc: BaseException) -> list[dict[str, Any]]:
+    # Pydantic wraps only ValueError/AssertionError from validators; anything else is still
+    # this record's problem, not the chunk's.
+    return [_exception_entry("validator_error", exc, "a model validator raised")]
 
 
 def _sink_refusal(exc: BaseException) -> list[dict[str, Any]]:
@@ -128,7 +135,18 @@ class ChunkProcessor:
             self._arrow(chunk, batch)
         else:
             raise ValueError(f"unknown chunk kind {kind!r}")
-        return codec.encode(batch.result(self.output_form, self.fields))[0]
+        result = batch.result(self.output_form, self.fields)
+        try:
+            return codec.encode(result)[0]
+        except CodecError:
+            # A DLQ entry's raw record holds a value msgpack cannot carry: keep its repr
+            # instead of failing the chunk (valid rows are already in the sink's form).
+            for entry in result["errors"]:
+                try:
+                    codec.pack(entry["raw"])
+                except CodecError:
+                    entry["raw"], entry["raw_text"] = None, repr(entry["raw"])[:65536]
+            return codec.encode(result)[0]
 
     # -- parsing ---------------------------------------------------------------------
     def _rows(self, chunk: dict[str, Any], batch: _Batch) -> None:
@@ -225,6 +243,10 @@ class ChunkProcessor:
                                 obj = validate(record)
                             except ValidationError as exc:
                                 batch.error(i, line0 + start + 1, "validate", error_entries(exc), record)
+                            except MemoryError:
+                                raise
+                            except Exception as exc:  # noqa: BLE001 - a validator that raised e.g. KeyError
+                                batch.error(i, line0 + start + 1, "validate", _validator_crash(exc), record)
                             else:
                                 try:
                                     out = dump(obj)
@@ -262,6 +284,11 @@ class ChunkProcessor:
             obj = self.validate(record)
         except ValidationError as exc:
             batch.error(i, line, "validate", error_entries(exc), raw)
+            return
+        except MemoryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a validator that raised e.g. KeyError
+            batch.error(i, line, "validate", _validator_crash(exc), raw)
             return
         for hook in self.after:
             try:

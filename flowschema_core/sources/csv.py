@@ -144,6 +144,13 @@ class CSVSource(Source):
             raise SourceError(f"{self.path}: the header row is not valid CSV ({exc}): {text.strip()[:200]!r}") from exc
         if not rows:
             return []
+        if len(rows) > 1:
+            # Only lines ending in \r: records are cut at \n, so every record would be read
+            # as part of the header and silently lost. Refuse instead.
+            raise SourceError(
+                f"{self.path}: lines end with a bare carriage return (\\r, old Mac format), which CSVSource "
+                f"does not split; convert the file first, e.g. tr '\\r' '\\n' < in.csv > out.csv"
+            )
         fields = rows[0]
         duplicates = sorted({f for f in fields if fields.count(f) > 1})
         if duplicates:

@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 import os
-import time
-from decimal import Decimal
-
-from pydantic import BaseModel, Field
 
 import flowschema_core as fs
-
-
-class Item(BaseModel):
-    id: int = Field(gt=0)
-    name: str
-    price: Decimal = Field(ge=0)
-    note: str | None = None
-
-
-class Slow(fs.Hook):
-    """Sleeps a little per record so a run lasts long enough to kill actors during it."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def before_validate(self, record):
-        time.sleep(self.seconds)
-        return record
+from tests.integration.pipeline_models import Item, Slow  # noqa: F401 - shared with the process tests
 
 
 class ExitOnMarker(fs.Hook):

@@ -234,3 +234,12 @@ def test_corrupt_payload_is_a_codec_error(payload):
 def test_empty_compressed_body_is_a_codec_error():
     with pytest.raises(CodecError, match="corrupt"):
         codec.decode(codec.MAGIC + bytes((codec.VERSION, 1)))
+
+
+def test_timedelta_round_trips():
+    import datetime as dt
+
+    from flowschema_core import codec
+
+    values = [dt.timedelta(0), dt.timedelta(days=-3, seconds=5, microseconds=7), dt.timedelta(hours=1234, microseconds=1)]
+    assert codec.decode(codec.encode(values)[0]) == values

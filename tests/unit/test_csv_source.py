@@ -329,3 +329,13 @@ def test_quotes_inside_unquoted_fields_never_change_the_records(run_pipeline, tm
     run = run_pipeline(fs.CSVSource(path, empty_as_none=False), chunk_bytes=chunk_bytes, max_bytes_in_flight="4MiB")
     assert run.dlq == []
     assert run.rows == expected and len(expected) == 300
+
+
+def test_cr_only_line_endings_are_refused_not_silently_read_as_a_header(run_pipeline, tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes(b"a,b\r1,2\r3,4\r5,6\r")
+    with pytest.raises(fs.SourceError, match="bare carriage return"):
+        run_pipeline(fs.CSVSource(path))
+    crlf = tmp_path / "windows.csv"
+    crlf.write_bytes(b"a,b\r\n1,2\r\n")
+    assert run_pipeline(fs.CSVSource(crlf)).rows == [{"a": "1", "b": "2"}]

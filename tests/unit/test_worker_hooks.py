@@ -251,3 +251,44 @@ def test_pydantic_error_with_undecodable_bytes_input_is_json_safe():
     [error] = result["errors"]
     assert error["stage"] == "validate" and error["errors"][0]["loc"] == ["when"]
     json.dumps(error["errors"])
+
+
+def test_a_validator_raising_something_other_than_valueerror_is_that_records_dlq_entry():
+    from pydantic import field_validator
+
+    class Lookup(BaseModel):
+        name: str
+
+        @field_validator("name")
+        @classmethod
+        def known(cls, value: str) -> str:
+            return {"a": "alpha"}[value]  # KeyError for anything else
+
+    result = process(WorkerSpec(Lookup), [{"name": "a"}, {"name": "b"}, {"name": "a"}])
+    assert result["valid"] == 2 and result["n"] == 3
+    [error] = result["errors"]
+    assert error["i"] == 1 and error["stage"] == "validate"
+    assert "KeyError" in error["errors"][0]["msg"]
+    # the CSV fast path (no hooks) too
+    dialect = {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": True, "quoting_enabled": True}
+    blob, _ = codec.encode(chunks.csv_chunk(b"a\nb\na\n", 1, ["name"], dialect, "utf-8"))
+    csv_result = codec.decode(ChunkProcessor(WorkerSpec(Lookup)).process(blob))
+    assert (csv_result["n"], csv_result["valid"], [e["i"] for e in csv_result["errors"]]) == (3, 2, [1])
+
+
+def test_a_dlq_record_holding_an_unencodable_value_keeps_its_repr():
+    """A hook that put an arbitrary object into the record, then raised: the chunk still
+    comes back, with that record's raw kept as its repr."""
+
+    class Opaque:
+        def __repr__(self) -> str:
+            return "Opaque()"
+
+    def enrich_then_fail(record):
+        record["thing"] = Opaque()  # mutates the record the DLQ entry will show
+        raise RuntimeError("lookup failed")
+
+    result = process(WorkerSpec(Order, [fs.before_validate(enrich_then_fail)]), [{"id": 1, "amount": "1"}])
+    [error] = result["errors"]
+    assert error["stage"] == "transform" and error["raw"] is None
+    assert "Opaque()" in error["raw_text"]
