@@ -32,6 +32,7 @@ left running.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import logging
 import os
 import queue
@@ -68,6 +69,7 @@ class _Actor(Slot):
         super().__init__()
         self.handle = handle
         self.pid: int | None = None
+        self.booted: concurrent.futures.Future[Any] | None = None  # its ready() call
 
 
 class RayExecutor(Executor):
@@ -191,7 +193,7 @@ class RayExecutor(Executor):
             self.shutdown(wait=False)
             raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
         for actor, pid in zip(self._pool, pids):
-            actor.pid = pid
+            actor.pid, actor.ready = pid, True
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live actors that have answered (for fault-injection tests)."""
@@ -307,7 +309,11 @@ class RayExecutor(Executor):
         actor.assigned.clear()
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         how = f"died ({type(exc).__name__}: {first_line})" if first_line else f"died ({type(exc).__name__})"
-        crashed, failure = self._tasks.on_death(tasks, how, None, started=True)
+        # An actor that died before it was up is not blamed for the chunks queued on it.
+        # (Its ready() call ran before any chunk, so its future is settled by now if it did.)
+        booted = actor.booted
+        started = actor.ready or (booted is not None and booted.done() and booted.exception() is None)
+        crashed, failure = self._tasks.on_death(tasks, how, None, started=started)
         settled.extend((task.future, None, error) for task, error in crashed)
         if failure is not None:
             return failure
@@ -315,12 +321,16 @@ class RayExecutor(Executor):
             replacement = self._new_actor()
             self._pool.append(replacement)
             # Learn its pid once it is up (for worker_pids()); its chunks queue meanwhile.
-            replacement.handle.ready.remote().future().add_done_callback(
-                lambda f, a=replacement: setattr(a, "pid", f.result()) if f.exception() is None else None
-            )
+            replacement.booted = replacement.handle.ready.remote().future()
+            replacement.booted.add_done_callback(functools.partial(self._on_ready, replacement))
         except Exception as error:  # noqa: BLE001 - Ray refused: the pool cannot go on
             return WorkerPoolError(f"cannot start a replacement Ray actor: {error}")
         return None
+
+    def _on_ready(self, actor: _Actor, outcome: concurrent.futures.Future[Any]) -> None:
+        if outcome.exception() is None:
+            with self._lock:
+                actor.pid, actor.ready = outcome.result(), True
 
     def _fail_all(self, error: BaseException) -> None:
         with self._lock:

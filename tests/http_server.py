@@ -148,6 +148,10 @@ def _handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 return self.send(int(path.rsplit("/", 1)[1]), b'{"error": "as asked"}')
             if path == "/raw":
                 return self.send(200, server.raw)
+            if path in ("/loop", "/loop2"):  # two pages redirecting to each other forever
+                return self.send(302, b"", {"Location": "/loop2" if path == "/loop" else "/loop"})
+            if path == "/badgzip":  # says gzip, is not
+                return self.send(200, b'{"data": []}', {"Content-Encoding": "gzip"})
             return self.send(404, b'{"error": "no such route"}')
 
         def json(self, obj: Any, headers: dict[str, str] | None = None) -> None:

@@ -26,6 +26,7 @@ like multiprocessing's *spawn*, but the user's ``__main__`` is never re-run in t
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import queue
 import subprocess
@@ -167,6 +168,11 @@ class MultiprocessingExecutor(Executor):
             return [w.pid for w in self._pool if w.alive and w.ready]
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if wait and not cancel_futures:
+            # concurrent.futures semantics: let the submitted chunks finish first.
+            with self._lock:
+                unfinished = [t.future for t in self._tasks.pending] + [t.future for w in self._pool for t in w.assigned]
+            concurrent.futures.wait(unfinished)
         with self._lock:
             self._closing = True
             pool, self._pool = self._pool, []

@@ -112,6 +112,7 @@ class AtomicFile:
         tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.{key}.part")
         if os.path.exists(tmp):
             os.replace(tmp, path)
+            _fsync_directory(os.path.dirname(os.path.abspath(path)))
         elif not os.path.exists(path):
             raise SinkError(f"cannot finish {path}: neither it nor its partial output {tmp} exists")
 
@@ -194,6 +195,7 @@ class FileSink(Sink):
             self._file = None
 
     def finish_commit(self, key: str) -> None:
+        self.suspend()  # close our handle on the partial file before it is renamed
         AtomicFile.finish(self.path, key)
 
     def commit(self) -> None:
@@ -205,3 +207,12 @@ class FileSink(Sink):
         if self._file is not None:
             self._file.abort()
             self._file = None
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make a rename in ``directory`` durable (it lives in the directory entry)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -35,6 +35,7 @@ import datetime as dt
 import json
 import os
 import zipfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -151,7 +152,7 @@ class ExcelSource(RecordSource):
         try:
             with archive.open(info) as part:
                 head = part.read(_PROLOG_BYTES)
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
             raise SourceError(f"{self.path}: truncated or corrupt workbook (part {info.filename}: {exc})") from exc
         if head.startswith((b"\xff\xfe", b"\xfe\xff")):
             head = head.decode("utf-16", "replace").encode("utf-8")

@@ -268,7 +268,9 @@ class HTTPSource(RecordSource):
                 content = response.content  # reads the whole body; a short body raises here
             except httpx.TimeoutException as exc:
                 problem = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
-            except httpx.TransportError as exc:
+            except (httpx.TooManyRedirects, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+                raise SourceError(f"{shown}: {type(exc).__name__}: {exc}") from exc  # retrying cannot help
+            except (httpx.TransportError, httpx.DecodingError) as exc:
                 problem = f"connection error: {type(exc).__name__}: {exc}"
             else:
                 status = response.status_code

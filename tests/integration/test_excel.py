@@ -306,3 +306,24 @@ def test_process_executor_run(tmp_path: pathlib.Path) -> None:
     assert (report.rows_read, report.rows_valid, report.rows_invalid) == (500, 499, 1)
     (bad,) = read_jsonl(tmp_path / "dlq.jsonl")
     assert (bad["record"], bad["line"], bad["errors"][0]["msg"]) == (100, 101, "cell B101 holds #REF!")
+
+
+def test_corrupt_deflate_data_is_a_source_error(tmp_path) -> None:
+    import zipfile
+
+    import openpyxl
+
+    path = tmp_path / "corrupt.xlsx"
+    wb = openpyxl.Workbook()
+    for i in range(2000):
+        wb.active.append([i, f"name {i}", i * 1.5])
+    wb.save(path)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("xl/worksheets/sheet1.xml")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    for k in range(start + 100, start + 130):  # inside the sheet's compressed bytes
+        data[k] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(fs.SourceError, match="corrupt"):
+        list(fs.ExcelSource(path).records())

@@ -233,3 +233,15 @@ def test_bad_config_is_refused() -> None:
         fs.HTTPSource("http://example.com/x", pagination="page")  # type: ignore[arg-type]
     with pytest.raises(fs.ConfigError, match="bad headers"):
         ids(fs.HTTPSource("http://127.0.0.1:9/x", headers={"Authorization": "Bearer \u2026"}))
+
+
+def test_redirect_loop_is_a_clear_error_not_a_raw_httpx_one(server: FaultyServer) -> None:
+    with pytest.raises(fs.SourceError, match="TooManyRedirects"):
+        list(fast(f"{server.url}/loop").records())
+
+
+def test_a_body_that_cannot_be_decoded_is_retried_then_refused(server: FaultyServer) -> None:
+    source = fast(f"{server.url}/badgzip", max_retries=2)
+    with pytest.raises(fs.SourceError):
+        list(source.records())
+    assert source.retries == 2
