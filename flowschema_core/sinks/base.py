@@ -76,6 +76,19 @@ class Sink(abc.ABC):
         raise ConfigError(f"{type(self).__name__} does not support checkpoints")
 
 
+class RowSink(Sink):
+    """A sink that takes valid rows as value lists in field order (``"python"`` form),
+    such as Parquet and SQL; DLQ records reach it through the same ``write``."""
+
+    output_form = "python"
+    _fields: list[str]
+
+    def write_records(self, records: list[dict[str, Any]]) -> None:
+        refused = self.write([[r.get(f) for f in self._fields] for r in records])
+        if refused:
+            raise SinkError(f"{self.name}: could not write {len(refused)} DLQ records: {refused[0][1]}")
+
+
 class AtomicFile:
     """A binary file written under a temporary name and renamed into place on commit.
 

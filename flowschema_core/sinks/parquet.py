@@ -31,7 +31,7 @@ from pydantic import BaseModel
 from ..arrow_schema import arrow_schema, converter, import_pyarrow, json_text
 from ..errors import ConfigError, SinkError
 from ..model_types import field_types
-from .base import Sink
+from .base import RowSink
 
 #: The directory name Hive (and pyarrow, Spark, DuckDB) use for a null partition value.
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -41,7 +41,7 @@ MAX_OPEN_FILES = 256
 _PARTITION_KINDS = ("int", "bool", "str", "decimal", "datetime", "date", "time", "uuid", "enum", "literal")
 
 
-class ParquetSink(Sink):
+class ParquetSink(RowSink):
     """Write valid rows to ``path`` as Parquet, with an Arrow schema derived from the model.
 
     :param partition_by: column names; writes ``path/col=value/.../part-N.parquet``
@@ -51,7 +51,6 @@ class ParquetSink(Sink):
     :param compression: any codec pyarrow knows: "zstd", "snappy", "gzip", "lz4", "none".
     """
 
-    output_form = "python"
 
     def __init__(
         self,
@@ -131,11 +130,6 @@ class ParquetSink(Sink):
                 self._writer_for(key).append(self._table(rows, self._data_schema, self._data_idx))
         self.rows_written += len(data)
         return refused
-
-    def write_records(self, records: list[dict[str, Any]]) -> None:
-        refused = self.write([[r.get(f) for f in self._fields] for r in records])
-        if refused:
-            raise SinkError(f"{self.path}: could not write {len(refused)} DLQ records: {refused[0][1]}")
 
     def commit(self) -> None:
         if self._tmp is None:

@@ -42,12 +42,12 @@ from ..arrow_schema import as_text, json_text
 from ..errors import ConfigError, SinkError
 from ..model_types import FieldType, field_types
 from ..sql_engine import create_engine, import_sqlalchemy, is_disconnect, safe_url
-from .base import Sink
+from .base import RowSink
 
 _UPSERT_DIALECTS = ("sqlite", "postgresql")
 
 
-class SQLSink(Sink):
+class SQLSink(RowSink):
     """Write valid rows into ``table`` of the database at ``url``.
 
     :param create: create the table from the model if it does not exist (with the
@@ -60,7 +60,6 @@ class SQLSink(Sink):
     :param engine_options: extra keyword arguments for ``sqlalchemy.create_engine``.
     """
 
-    output_form = "python"
 
     def __init__(
         self,
@@ -122,11 +121,6 @@ class SQLSink(Sink):
         refused: list[tuple[int, str]] = self._with_retry(lambda: self._write_chunk(rows))
         self.rows_written += len(rows) - len(refused)
         return refused
-
-    def write_records(self, records: list[dict[str, Any]]) -> None:
-        refused = self.write([[r.get(f) for f in self._fields] for r in records])
-        if refused:
-            raise SinkError(f"{self.name}: the database refused {len(refused)} DLQ records: {refused[0][1]}")
 
     def commit(self) -> None:
         """Nothing left to commit (each chunk was committed by ``write``); release the pool."""

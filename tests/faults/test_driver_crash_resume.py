@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import compare_outputs, dlq_without_run_fields
+from tests.helpers import compare_outputs, dlq_without_run_fields
 from tests.integration.pipeline_models import write_items_csv
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ import pytest
 
 import flowschema_core as fs
 from flowschema_core.sinks import base as sink_base
-from tests.faults.helpers import dlq_without_run_fields
+from tests.helpers import dlq_without_run_fields
 from tests.integration.pipeline_models import Item, write_items_csv
 
 

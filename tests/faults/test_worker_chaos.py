@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import flowschema_core as fs
-from tests.faults.helpers import compare_outputs, dlq_without_run_fields
+from tests.helpers import compare_outputs, dlq_without_run_fields
 from tests.integration.pipeline_models import Item, Slow, write_items_csv
 
 SEEDS = range(20)

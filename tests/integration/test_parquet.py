@@ -15,6 +15,7 @@ import pytest
 from pydantic import AwareDatetime, BaseModel, Field, NaiveDatetime
 
 import flowschema_core as fs
+from tests.helpers import run_with_dlq
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -55,20 +56,6 @@ class Everything(BaseModel):
     attrs: dict[str, int]
 
 
-def _dlq(path: pathlib.Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _run(source: fs.Source, model: type[BaseModel], sink: fs.Sink, tmp_path: pathlib.Path, **kwargs) -> tuple[fs.RunReport, list[dict]]:
-    errors = tmp_path / f"errors-{uuid.uuid4().hex[:6]}.jsonl"
-    kwargs.setdefault("executor", "inline")
-    kwargs.setdefault("sample_interval", 60)
-    report = fs.Pipeline(source=source, model=model, sink=sink, errors=fs.JSONLSink(errors), **kwargs).run()
-    assert report.balanced, report.to_dict()
-    return report, _dlq(errors)
-
-
 def _write_jsonl(path: pathlib.Path, records: list[dict]) -> pathlib.Path:
     with open(path, "w", encoding="utf-8") as f:
         for r in records:
@@ -95,7 +82,7 @@ def _everything_record(n: int) -> dict:
 def test_every_type_round_trips(tmp_path: pathlib.Path) -> None:
     src = _write_jsonl(tmp_path / "in.jsonl", [_everything_record(0), _everything_record(1)])
     out = tmp_path / "out.parquet"
-    report, dlq = _run(fs.JSONLSource(src), Everything, fs.ParquetSink(out), tmp_path)
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Everything, fs.ParquetSink(out), tmp_path)
     assert report.rows_valid == 2 and dlq == []
 
     table = pq.read_table(out)
@@ -151,7 +138,7 @@ def test_value_the_arrow_type_cannot_hold_goes_to_dlq_stage_sink(tmp_path: pathl
     ]
     src = _write_jsonl(tmp_path / "in.jsonl", records)
     out = tmp_path / "out.parquet"
-    report, dlq = _run(fs.JSONLSource(src), Amount, fs.ParquetSink(out), tmp_path)
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Amount, fs.ParquetSink(out), tmp_path)
     assert (report.rows_valid, report.invalid_by_stage) == (2, {"sink": 2})
     assert [d["record"] for d in dlq] == [2, 3]
     assert all(d["stage"] == "sink" for d in dlq)
@@ -175,7 +162,7 @@ def test_partition_by_writes_a_hive_dataset(tmp_path: pathlib.Path) -> None:
     ]
     src = _write_jsonl(tmp_path / "in.jsonl", records)
     out = tmp_path / "sales"
-    report, _ = _run(fs.JSONLSource(src), Sale, fs.ParquetSink(out, partition_by=["region", "day"]), tmp_path, chunk_bytes=64)
+    report, _ = run_with_dlq(fs.JSONLSource(src), Sale, fs.ParquetSink(out, partition_by=["region", "day"]), tmp_path, chunk_bytes=64)
     assert report.rows_valid == 4 and report.chunks > 1
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
     assert files == [
@@ -193,7 +180,7 @@ def test_partition_by_writes_a_hive_dataset(tmp_path: pathlib.Path) -> None:
     got = sorted((r["region"], str(r["day"]), r["amount"]) for r in table.to_pylist())
     assert got == sorted((r["region"], r["day"], Decimal(r["amount"])) for r in records)
     # ParquetSource reads the dataset back, partition values included.
-    back, dlq = _run(fs.ParquetSource(out), Sale, fs.JSONLSink(tmp_path / "back.jsonl"), tmp_path)
+    back, dlq = run_with_dlq(fs.ParquetSource(out), Sale, fs.JSONLSink(tmp_path / "back.jsonl"), tmp_path)
     assert back.rows_valid == 4 and dlq == []
     with open(tmp_path / "back.jsonl") as f:
         rows = [json.loads(line) for line in f]
@@ -206,7 +193,7 @@ def test_row_group_rows_and_a_second_run_replace_atomically(tmp_path: pathlib.Pa
 
     src = _write_jsonl(tmp_path / "in.jsonl", [{"n": i} for i in range(1000)])
     out = tmp_path / "out.parquet"
-    _run(fs.JSONLSource(src), Row, fs.ParquetSink(out, row_group_rows=300), tmp_path, chunk_bytes=1024)
+    run_with_dlq(fs.JSONLSource(src), Row, fs.ParquetSink(out, row_group_rows=300), tmp_path, chunk_bytes=1024)
     meta = pq.ParquetFile(out).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [300, 300, 300, 100]
     assert pq.read_table(out).column("n").to_pylist() == list(range(1000))
@@ -244,7 +231,7 @@ class Narrow(BaseModel):
 def test_source_reads_a_column_subset(tmp_path: pathlib.Path) -> None:
     path = _sample_file(tmp_path / "a.parquet", 2500)
     source = fs.ParquetSource(path, columns=["name", "id"], batch_rows=100)
-    report, dlq = _run(source, Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path, chunk_bytes=2048)
+    report, dlq = run_with_dlq(source, Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path, chunk_bytes=2048)
     assert report.rows_read == report.rows_valid == 2500 and dlq == [] and report.chunks > 1
     assert source.fields == ["name", "id"]
     with open(tmp_path / "out.jsonl") as f:
@@ -272,7 +259,7 @@ def test_source_reads_a_directory_and_a_glob_as_one_source(tmp_path: pathlib.Pat
     (d / "notes.txt").write_text("not parquet")
     for location in (d, os.path.join(d, "*.parquet")):
         source = fs.ParquetSource(location)
-        report, dlq = _run(source, Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path)
+        report, dlq = run_with_dlq(source, Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path)
         assert report.rows_valid == 100 and dlq == []
         assert [os.path.basename(p) for p in source.files_read] == ["a.parquet", "b.parquet"]
         with open(tmp_path / "out.jsonl") as f:
@@ -284,7 +271,7 @@ def test_corrupt_or_non_parquet_file_is_a_source_error(tmp_path: pathlib.Path, c
     bad = tmp_path / "bad.parquet"
     bad.write_bytes(content)
     with pytest.raises(fs.SourceError, match=r"bad\.parquet"):
-        _run(fs.ParquetSource(bad), Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path)
+        run_with_dlq(fs.ParquetSource(bad), Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path)
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -301,7 +288,7 @@ def test_truncated_file_and_missing_paths_are_source_errors(tmp_path: pathlib.Pa
         list(fs.ParquetSource(tmp_path / "nothing-*.parquet").records())
 
 
-def test_registry_and_parquet_dlq(tmp_path: pathlib.Path) -> None:
+def test_registry_and_parquetread_jsonl(tmp_path: pathlib.Path) -> None:
     from flowschema_core.registry import sink_for, source_for
 
     path = _sample_file(tmp_path / "a.parquet", 10)

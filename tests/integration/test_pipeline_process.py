@@ -11,20 +11,12 @@ import time
 import pytest
 
 import flowschema_core as fs
+from tests.helpers import run_to_jsonl
 from tests.integration.pipeline_models import DropEven, Item, KillOnce, Poison, Slow, write_items_csv
 
 
-def _dlq(path):
-    """DLQ records without the fields that differ between runs."""
-    with open(path, encoding="utf-8") as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in ("run_id", "ts")} for line in f]
-
-
 def _run(tmp_path, name, source, executor, **kwargs):
-    sink, errors = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.errors.jsonl"
-    report = fs.Pipeline(source, Item, fs.JSONLSink(sink), fs.JSONLSink(errors), executor=executor, **kwargs).run()
-    assert report.balanced
-    return report, sink.read_bytes(), _dlq(errors)
+    return run_to_jsonl(tmp_path, name, source, Item, executor, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ import pytest
 from pydantic import AwareDatetime, BaseModel, Field, create_model
 
 import flowschema_core as fs
+from tests.helpers import run_with_dlq
+from tests.integration.pipeline_models import Slow
 
 sa = pytest.importorskip("sqlalchemy")
 
@@ -25,20 +27,6 @@ def _engine(url: str):
     from flowschema_core.sql_engine import create_engine
 
     return create_engine(url)
-
-
-def _dlq(path: pathlib.Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
-def _run(source: fs.Source, model: type[BaseModel], sink: fs.Sink, tmp_path: pathlib.Path, **kwargs) -> tuple[fs.RunReport, list[dict]]:
-    errors = tmp_path / f"errors-{uuid.uuid4().hex[:6]}.jsonl"
-    kwargs.setdefault("executor", "inline")
-    kwargs.setdefault("sample_interval", 60)
-    report = fs.Pipeline(source=source, model=model, sink=sink, errors=fs.JSONLSink(errors), **kwargs).run()
-    assert report.balanced, report.to_dict()
-    return report, _dlq(errors)
 
 
 class Customer(BaseModel):
@@ -72,7 +60,7 @@ def test_sqlite_to_postgres_migration_with_refused_rows_and_safe_rerun(tmp_path:
 
     def migrate() -> tuple[fs.RunReport, list[dict]]:
         sink = fs.SQLSink(postgres_db_url, "customers", upsert_key="id", batch_rows=64)
-        return _run(fs.SQLSource(legacy, table="customers", batch_rows=100), Customer, sink, tmp_path, chunk_bytes="8KB")
+        return run_with_dlq(fs.SQLSource(legacy, table="customers", batch_rows=100), Customer, sink, tmp_path, chunk_bytes="8KB")
 
     report, dlq = migrate()
     assert report.rows_read == 1000 and report.rows_valid == 998 and report.invalid_by_stage == {"sink": 2}
@@ -140,14 +128,14 @@ def test_every_type_round_trips_through_a_created_table(backend: str, tmp_path: 
     }
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps(record) + "\n" + json.dumps({**record, "id": 2, "note": "n", "ok": False}) + "\n")
-    report, dlq = _run(fs.JSONLSource(src), Typed, fs.SQLSink(url, "typed"), tmp_path)
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Typed, fs.SQLSink(url, "typed"), tmp_path)
     assert report.rows_valid == 2 and dlq == []
 
     # Read back by table: the reflected column types decode JSON, dates and UUIDs.
     # SQLite has no time zones: it keeps the UTC wall time, so read it as a plain datetime.
     Back = create_model("Back", __base__=Typed, at=(dt.datetime, ...)) if backend == "sqlite" else Typed
     out = tmp_path / "back.jsonl"
-    report, dlq = _run(fs.SQLSource(url, table="typed"), Back, fs.JSONLSink(out), tmp_path)
+    report, dlq = run_with_dlq(fs.SQLSource(url, table="typed"), Back, fs.JSONLSink(out), tmp_path)
     assert report.rows_valid == 2 and dlq == []
     back = sorted((Back.model_validate_json(line) for line in out.read_text().splitlines()), key=lambda m: m.id)
     expected = Back.model_validate(record)
@@ -178,15 +166,15 @@ def test_names_cannot_inject_sql(backend: str, tmp_path: pathlib.Path, request: 
     Evil = create_model("Evil", id=(int, ...), **{column: (str, ...)})
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"id": 1, column: "'); DROP TABLE y; --"}) + "\n")
-    report, dlq = _run(fs.JSONLSource(src), Evil, fs.SQLSink(url, table, upsert_key="id"), tmp_path)
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Evil, fs.SQLSink(url, table, upsert_key="id"), tmp_path)
     assert report.rows_valid == 1 and dlq == []
-    _run(fs.JSONLSource(src), Evil, fs.SQLSink(url, table, upsert_key="id"), tmp_path)  # the upsert path too
+    run_with_dlq(fs.JSONLSource(src), Evil, fs.SQLSink(url, table, upsert_key="id"), tmp_path)  # the upsert path too
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT v FROM y").scalar() == 42
     assert set(sa.inspect(engine).get_table_names()) == {"y", table}
     engine.dispose()
     out = tmp_path / "back.jsonl"
-    report, _ = _run(fs.SQLSource(url, table=table), Evil, fs.JSONLSink(out), tmp_path)
+    report, _ = run_with_dlq(fs.SQLSource(url, table=table), Evil, fs.JSONLSink(out), tmp_path)
     assert json.loads(out.read_text()) == {"id": 1, column: "'); DROP TABLE y; --"}
     # Values in a query are bound, never formatted in.
     params = {"name": "x' OR '1'='1"}
@@ -208,7 +196,7 @@ def test_sqlite_sink_refuses_rows_the_database_rejects(tmp_path: pathlib.Path) -
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps({"id": i, "qty": None if i == 7 else (-1 if i == 300 else i)}) + "\n" for i in range(1, 501)))
     sink = fs.SQLSink(url, "t", batch_rows=50)
-    report, dlq = _run(fs.JSONLSource(src), Row, sink, tmp_path, chunk_bytes="4KB")
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Row, sink, tmp_path, chunk_bytes="4KB")
     assert report.rows_valid == 498 and [d["record"] for d in dlq] == [7, 300]
     assert "NOT NULL constraint failed" in dlq[0]["errors"][0]["msg"] and "CHECK constraint failed" in dlq[1]["errors"][0]["msg"]
     engine = _engine(url)
@@ -216,7 +204,7 @@ def test_sqlite_sink_refuses_rows_the_database_rejects(tmp_path: pathlib.Path) -
         assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == 498
     engine.dispose()
     # Without an upsert key a re-run would duplicate: the primary key refuses every row instead.
-    report, dlq = _run(fs.JSONLSource(src), Row, fs.SQLSink(url, "t", batch_rows=50), tmp_path)
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Row, fs.SQLSink(url, "t", batch_rows=50), tmp_path)
     assert report.rows_valid == 0 and len(dlq) == 500 and "UNIQUE constraint failed" in dlq[0]["errors"][0]["msg"]
 
 
@@ -265,11 +253,16 @@ def test_dropped_postgres_connection_is_retried(tmp_path: pathlib.Path, postgres
     killer_engine = _engine(postgres_db_url)
     killed: list[int] = []
 
-    def kill_when_rows_land() -> None:
+    done = threading.Event()
+
+    def kill_while_rows_land() -> None:
+        # Once rows land, drop the sink's connections every 0.1 s until the run ends, so
+        # some drops hit a transaction in flight (a drop between chunks is healed by the
+        # pool's pre-ping without a retry).
         deadline = time.monotonic() + 60
         with killer_engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not done.is_set():
                 try:
                     n = conn.exec_driver_sql("SELECT count(*) FROM nums").scalar()
                 except sa.exc.ProgrammingError:  # table not created yet
@@ -279,14 +272,17 @@ def test_dropped_postgres_connection_is_retried(tmp_path: pathlib.Path, postgres
                     killed.extend(conn.exec_driver_sql(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                         "WHERE datname = current_database() AND pid <> pg_backend_pid()").scalars())
-                    return
-                time.sleep(0.01)
+                time.sleep(0.1)
 
-    killer = threading.Thread(target=kill_when_rows_land)
+    killer = threading.Thread(target=kill_while_rows_land)
     killer.start()
     try:
-        report, dlq = _run(fs.SQLSource(legacy, table="nums", batch_rows=500), Num, sink, tmp_path, chunk_bytes="16KB")
+        # Slow enough (~4 s) that the run is still writing when the killer strikes,
+        # however fast the machine: otherwise there may be no connection left to drop.
+        report, dlq = run_with_dlq(fs.SQLSource(legacy, table="nums", batch_rows=500), Num, sink, tmp_path, chunk_bytes="16KB",
+                                   hooks=[Slow(0.0002)])
     finally:
+        done.set()
         killer.join()
     assert killed, "no sink connection was terminated"
     assert report.rows_valid == 20000 and dlq == []
@@ -310,7 +306,7 @@ def test_unreachable_database_gives_up_after_retry_budget(tmp_path: pathlib.Path
     sink = fs.SQLSink(url, "t", retry_s=1.0)
     started = time.monotonic()
     with pytest.raises(fs.SinkError, match="could not get it back within 1 s"):
-        _run(fs.JSONLSource(src), Row, sink, tmp_path)
+        run_with_dlq(fs.JSONLSource(src), Row, sink, tmp_path)
     assert 0.5 < time.monotonic() - started < 10 and sink.retries >= 2
     with pytest.raises(fs.SourceError, match=r"127\.0\.0\.1"):
         list(fs.SQLSource(url, table="t").records())

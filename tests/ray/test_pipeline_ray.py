@@ -14,24 +14,15 @@ pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema
 
 import flowschema_core as fs
 from flowschema_ray import RayExecutor
+from tests.helpers import run_to_jsonl
 from tests.ray.ray_models import ExitOnMarker, Item, Slow, write_messy_csv
 
 ROWS = 6000
 
 
-def _dlq(path):
-    """DLQ records without the fields that differ between runs."""
-    with open(path, encoding="utf-8") as f:
-        return [{k: v for k, v in json.loads(line).items() if k not in ("run_id", "ts")} for line in f]
-
-
 def _run(tmp_path, name, csv_path, executor, **kwargs):
-    sink, errors = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.errors.jsonl"
     kwargs.setdefault("chunk_bytes", "16KiB")
-    report = fs.Pipeline(fs.CSVSource(csv_path), Item, fs.JSONLSink(sink), fs.JSONLSink(errors), executor=executor, **kwargs).run()
-    assert report.balanced
-    assert report.rows_read == report.rows_valid + report.rows_invalid + report.rows_filtered
-    return report, sink.read_bytes(), _dlq(errors)
+    return run_to_jsonl(tmp_path, name, fs.CSVSource(csv_path), Item, executor, **kwargs)
 
 
 @pytest.fixture(scope="module")
