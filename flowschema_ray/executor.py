@@ -13,8 +13,13 @@ unbounded pending list), so the byte budget of the core's ``ByteLedger`` also bo
 what sits in Ray's queues and object store.
 
 Faults: an actor runs its calls in order, so when it dies the chunk it was working on is
-the oldest call not yet answered. That chunk is charged an attempt and resubmitted to a
-replacement actor; chunks queued behind it go back to the front of the queue uncharged.
+the oldest call not yet answered *by the actor*, which the driver cannot always see: an
+actor that dies just after finishing a call can take the reply with it, and Ray reports
+that call as failed too. So a death is charged only to a chunk that was alone on its
+actor; when the dead actor held several, each is retried alone on an idle actor first
+(``exact_deaths=False`` in :mod:`flowschema_core.executors.pool`), and no good chunk is
+blamed for its neighbour. A charged chunk is resubmitted to a replacement actor; chunks
+queued behind it go back to the front of the queue uncharged.
 After ``max_attempts`` deaths on the same chunk its future fails with
 :class:`~flowschema_core.errors.WorkerCrashedError`, and the pipeline splits the chunk
 to isolate the record responsible (it lands in the DLQ with stage ``worker``). After
@@ -123,7 +128,7 @@ class RayExecutor(Executor):
         self._lock = threading.Lock()
         self._pool: list[_Actor] = []
         self._tasks = TaskPool(self.stats, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts,
-                               noun="Ray actor", nouns="Ray actors")
+                               noun="Ray actor", nouns="Ray actors", exact_deaths=False)
         self._unfinished: set[Future[bytes]] = set()
         self._events: queue.SimpleQueue[tuple[_Call, concurrent.futures.Future[bytes]] | None] = queue.SimpleQueue()
         self._handler: threading.Thread | None = None

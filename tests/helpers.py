@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +52,16 @@ def run_with_dlq(source: fs.Source, model: type[BaseModel], sink: fs.Sink, tmp_p
     report = fs.Pipeline(source=source, model=model, sink=sink, errors=fs.JSONLSink(errors), **kwargs).run()
     assert report.balanced, report.to_dict()
     return report, read_jsonl(errors)
+
+
+@contextlib.contextmanager
+def cpu_load(processes: int | None = None) -> Iterator[None]:
+    """Busy-loop ``processes`` (default: one per CPU) other processes while the block runs:
+    the load under which scheduling races (a death charged to the wrong chunk) show."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes or os.cpu_count() or 1)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()

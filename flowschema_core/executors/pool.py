@@ -10,12 +10,22 @@ charged an attempt (after ``max_attempts`` its future fails with
 responsible); the chunks queued behind it go back to the front of the line uncharged.
 After ``max_restarts`` replacements the pool fails with :class:`WorkerPoolError`
 instead of restarting workers forever.
+
+"The oldest unanswered chunk" is exact only when a worker's answers cannot be lost with
+it. A pipe keeps what was written before the writer died, so the process pool knows.
+A Ray actor that dies right after finishing a call may take that call's reply with it
+(Ray then reports the call as failed), so the chunk that *looks* oldest may be one the
+actor had already finished. Such a transport passes ``exact_deaths=False``: a death
+with more than one chunk on the worker charges nobody; each of those chunks is retried
+*alone* on a worker that holds nothing else, where a death can only be its own. No good
+chunk is ever blamed for its neighbour, at the price of one more death per poison chunk.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
@@ -23,14 +33,18 @@ from typing import Any
 from ..errors import WorkerCrashedError, WorkerPoolError
 from .base import ExecutorStats
 
+log = logging.getLogger("flowschema")
+
 
 class Task:
-    """One submitted chunk: its blob, the caller's future, and the deaths it caused."""
+    """One submitted chunk: its blob, the caller's future, the deaths it caused, and
+    whether it must run alone (it was on a worker that died, and may be the reason)."""
 
-    __slots__ = ("attempts", "blob", "future")
+    __slots__ = ("alone", "attempts", "blob", "future")
 
     def __init__(self, blob: bytes, future: Future[bytes]) -> None:
         self.blob, self.future, self.attempts = blob, future, 0
+        self.alone = False
 
 
 class Slot:
@@ -41,13 +55,24 @@ class Slot:
         self.assigned: collections.deque[Any] = collections.deque()
         self.alive = True
         self.ready = False
+        self.alone = False  # the last chunk sent must be its only one until answered
+
+    def takes(self, task: Task, prefetch: int) -> bool:
+        """Whether ``task`` may be sent to this worker now."""
+        if not self.alive:
+            return False
+        if task.alone:
+            return not self.assigned
+        return len(self.assigned) < prefetch and not (self.alone and self.assigned)
 
 
 class TaskPool:
     """The pending line of chunks and the rules for dispatch, death and failure."""
 
-    def __init__(self, stats: ExecutorStats, *, prefetch: int, max_attempts: int, max_restarts: int, noun: str, nouns: str) -> None:
+    def __init__(self, stats: ExecutorStats, *, prefetch: int, max_attempts: int, max_restarts: int, noun: str, nouns: str,
+                 exact_deaths: bool = True) -> None:
         self.stats, self.noun, self.nouns = stats, noun, nouns
+        self.exact_deaths = exact_deaths
         self.prefetch, self.max_attempts, self.max_restarts = prefetch, max_attempts, max_restarts
         self.pending: collections.deque[Task] = collections.deque()
         self.failure: BaseException | None = None
@@ -62,15 +87,24 @@ class TaskPool:
         return future
 
     def dispatch(self, slots: Iterable[Slot], send: Callable[[Slot, Task], None]) -> None:
-        """Hand pending chunks to the least-loaded live workers, ``prefetch`` at most each."""
+        """Hand pending chunks to the least-loaded live workers, ``prefetch`` at most each.
+
+        A chunk that must run alone waits at the head of the line for an idle worker;
+        the chunks behind it wait too, so that busy workers drain and one becomes idle.
+        """
         slots = list(slots)
         while self.pending:
-            free = [s for s in slots if s.alive and len(s.assigned) < self.prefetch]
+            task = self.pending[0]
+            if task.future.done():  # skip chunks the caller cancelled
+                self.pending.popleft()
+                continue
+            free = [s for s in slots if s.takes(task, self.prefetch)]
             if not free:
                 return
-            task = self.pending.popleft()
-            if not task.future.done():  # skip chunks the caller cancelled
-                send(min(free, key=lambda s: len(s.assigned)), task)
+            self.pending.popleft()
+            slot = min(free, key=lambda s: len(s.assigned))
+            slot.alone = task.alone
+            send(slot, task)
 
     def on_death(self, tasks: list[Task], how: str, exit_code: int | None, *, started: bool) -> tuple[list[tuple[Task, BaseException]], BaseException | None]:
         """Account for a dead worker that held ``tasks`` (oldest first).
@@ -82,22 +116,33 @@ class TaskPool:
         """
         crashed: list[tuple[Task, BaseException]] = []
         requeue = list(tasks)
-        if tasks and started:
+        if started and len(tasks) > 1 and not self.exact_deaths:
+            # Which of them killed it is not known: retry each alone, blame none yet.
+            log.info("a %s %s holding %d chunks; retrying each of them alone", self.noun, how, len(tasks))
+            for task in tasks:
+                task.alone = True
+            self.stats.retries += 1
+        elif tasks and started:
             culprit = tasks[0]
             culprit.attempts += 1
             if culprit.attempts >= self.max_attempts:
                 message = f"the {self.noun} {how} on this chunk {culprit.attempts} times"
+                log.warning("%s; the chunk is split to find the record responsible", message)
                 crashed.append((culprit, WorkerCrashedError(message, exit_code)))
                 requeue.pop(0)
             else:
+                log.info("a %s %s on a chunk (attempt %d of %d); retrying it", self.noun, how, culprit.attempts, self.max_attempts)
                 self.stats.retries += 1
         self.pending.extendleft(reversed(requeue))
         if self.stats.restarts >= self.max_restarts:
-            return crashed, WorkerPoolError(
+            error = WorkerPoolError(
                 f"{self.nouns} died {self.stats.restarts + 1} times (last one {how}); "
                 f"stopping instead of restarting them forever (max_restarts={self.max_restarts})"
             )
+            log.error("%s", error)
+            return crashed, error
         self.stats.restarts += 1
+        log.info("starting a replacement %s (restart %d of at most %d)", self.noun, self.stats.restarts, self.max_restarts)
         return crashed, None
 
     def drain(self, error: BaseException, held: Iterable[Task]) -> list[Task]:

@@ -183,6 +183,10 @@ class MultiprocessingExecutor(Executor):
                 worker.stop()
             else:
                 worker.kill()
+        # The collector sees _closing within one wait() timeout; it must be gone before
+        # the pipes it waits on are closed (else it dies with a traceback on stderr).
+        if self._collector is not None and self._collector is not threading.current_thread():
+            self._collector.join()
         for worker in pool:
             try:
                 worker.process.wait(timeout=10 if wait else 2)
@@ -199,6 +203,8 @@ class MultiprocessingExecutor(Executor):
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot submit to an executor that was shut down")
+            if self._collector is None:
+                raise RuntimeError("MultiprocessingExecutor.submit() called before start()")
             future = self._tasks.add(blob)
             self._dispatch()
         return future
@@ -214,7 +220,12 @@ class MultiprocessingExecutor(Executor):
                 if self._closing:
                     return
                 conns = {w.inbox: w for w in self._pool if w.alive}
-            ready = wait(list(conns), timeout=0.2)
+            try:
+                ready = wait(list(conns), timeout=0.2)
+            except (OSError, ValueError):
+                if self._closing:
+                    return  # a pipe was closed under us by shutdown
+                raise
             for conn in ready:
                 worker = conns[conn]  # type: ignore[index]
                 try:
