@@ -20,9 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 STATE_FILE = "state.json"
 FORMAT = 1
@@ -62,6 +65,43 @@ class CheckpointStore:
             os.fsync(fd)  # the rename itself must survive a power cut
         finally:
             os.close(fd)
+
+
+#: RunReport fields a checkpoint carries over to the resumed run.
+PROGRESS_FIELDS = ("rows_read", "rows_valid", "rows_invalid", "rows_filtered", "invalid_by_stage", "chunks", "bytes_read")
+
+
+def fingerprint(pipeline: Pipeline) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: input, model, outputs, chunking, hooks."""
+    source = dict(pipeline.source.fingerprint())
+    path = getattr(pipeline.source, "path", None)
+    if isinstance(path, str):
+        source.update(file_identity(path))
+    current = {
+        "source": source,
+        "model": model_digest(pipeline.model),
+        "sink": [type(pipeline.sink).__name__, pipeline.sink.name, pipeline.sink.output_form],
+        "errors": [type(pipeline.errors).__name__, pipeline.errors.name],
+        "chunk_bytes": pipeline.chunk_bytes,
+        "hooks": [h.name for h in pipeline.hooks],
+    }
+    return json.loads(json.dumps(current, default=str))  # as it will read back
+
+
+def load_state(pipeline: Pipeline) -> dict[str, Any] | None:
+    """The pipeline's checkpoint state, if it has a checkpoint with one (checked to be its own)."""
+    if pipeline.checkpoint is None:
+        return None
+    state = pipeline.checkpoint.load()
+    if state is not None:
+        check_fingerprint(state["fingerprint"], fingerprint(pipeline), pipeline.checkpoint.directory)
+    return state
+
+
+def save_state(pipeline: Pipeline, store: CheckpointStore, *, phase: str, run_id: str, chunks_done: int,
+               sinks: list[Any], report: dict[str, Any]) -> None:
+    """Durably record a run's position: ``phase`` is running, finalizing or done."""
+    store.save({"phase": phase, "run_id": run_id, "fingerprint": fingerprint(pipeline), "chunks_done": chunks_done, "sinks": sinks, "report": report})
 
 
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], directory: str) -> None:

@@ -20,8 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .. import chunks, codec
+from .. import codec
 from ..errors import SourceError
+from ..kinds import rows as rows_kind
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,12 @@ class RecordSource(Source):
             lines.append(line)  # type: ignore[arg-type]
             has_lines = has_lines or line is not None
             if len(rows) >= rows_per_chunk:
-                blob, n = codec.encode(chunks.rows_chunk(rows, self.fields, lines if has_lines else None, bad))
+                blob, n = codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad))
                 yield blob, n
                 rows_per_chunk = max(1, min(1_000_000, int(len(rows) * target_bytes / max(n, 1))))
                 rows, lines, bad = [], [], []
         if rows:
-            yield codec.encode(chunks.rows_chunk(rows, self.fields, lines if has_lines else None, bad))
+            yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad))
 
 
 def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8") -> tuple[bytes, int]:
@@ -92,7 +93,7 @@ def oversized_record(line: int | None, size: int, head: bytes, limit: int, encod
     stage ``parse`` and its first KiB), so a giant record costs no memory."""
     text = head[:1024].decode(encoding, "backslashreplace")
     reason = f"record of {size:,} bytes is larger than max_record_bytes={limit:,}; it was skipped"
-    return codec.encode(chunks.rows_chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
+    return codec.encode(rows_kind.chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
 
 
 def open_input(path: str | os.PathLike[str], what: str) -> Any:

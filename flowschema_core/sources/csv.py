@@ -15,8 +15,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .. import blocks, chunks, codec
+from .. import blocks, codec
 from ..errors import ConfigError, SourceError
+from ..kinds import csv as csv_kind
 from ..units import parse_size
 from .base import Source, open_input, oversized_record
 
@@ -120,7 +121,7 @@ class CSVSource(Source):
                     lines_before += newlines
                     continue
                 block, buf = buf[:cut], buf[cut:]
-                yield codec.encode(chunks.csv_chunk(block, lines_before, self.fields, self.dialect, self.encoding))
+                yield codec.encode(csv_kind.chunk(block, lines_before, self.fields, self.dialect, self.encoding))
                 lines_before += block.count(b"\n")
 
     def _fill_until(self, f: Any, buf: bytes, find: Any) -> tuple[bytes, bool]:

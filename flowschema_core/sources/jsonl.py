@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from .. import blocks, chunks, codec
+from .. import blocks, codec
+from ..kinds import jsonl as jsonl_kind
 from ..units import parse_size
 from .base import Source, open_input, oversized_record
 
@@ -59,5 +60,5 @@ class JSONLSource(Source):
                     lines_before += newlines
                     continue
                 block, buf = buf[:cut], buf[cut:]
-                yield codec.encode(chunks.jsonl_chunk(block, lines_before, "utf-8"))
+                yield codec.encode(jsonl_kind.chunk(block, lines_before, "utf-8"))
                 lines_before += block.count(b"\n")

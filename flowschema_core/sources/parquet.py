@@ -22,9 +22,10 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from .. import chunks, codec
+from .. import codec
 from ..arrow_schema import import_pyarrow
 from ..errors import ConfigError, SourceError
+from ..kinds import arrow as arrow_kind
 from .base import Source
 
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -101,7 +102,7 @@ class ParquetSource(Source):
                 yield None, list(row)
 
     def _chunk(self, batches: list[Any]) -> tuple[bytes, int]:
-        return codec.encode(chunks.arrow_chunk(chunks.arrow_ipc(batches), list(self.fields or [])))
+        return codec.encode(arrow_kind.chunk(batches, list(self.fields or [])))
 
     def _batches(self) -> Iterator[Any]:
         """Record batches with exactly ``self.fields`` as columns, file after file."""

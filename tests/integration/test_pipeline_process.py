@@ -151,12 +151,13 @@ def test_bad_file_mid_run_leaves_no_output(tmp_path):
 
 def test_shutdown_with_wait_lets_submitted_chunks_finish(tmp_path):
     """concurrent.futures semantics: shutdown(wait=True) finishes what was submitted."""
-    from flowschema_core import chunks, codec
+    from flowschema_core import codec
+    from flowschema_core.kinds import rows
     from flowschema_core.worker import WorkerSpec
 
     executor = fs.MultiprocessingExecutor(workers=1)
     executor.start(WorkerSpec(Item))
-    blob, _ = codec.encode(chunks.rows_chunk([{"id": i, "name": "n", "price": "1"} for i in range(1, 200)]))
+    blob, _ = codec.encode(rows.chunk([{"id": i, "name": "n", "price": "1"} for i in range(1, 200)]))
     futures = [executor.submit(blob) for _ in range(6)]
     executor.shutdown(wait=True)
     assert all(codec.decode(f.result(timeout=0))["valid"] == 199 for f in futures)

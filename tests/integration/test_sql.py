@@ -340,7 +340,7 @@ def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monke
     import sqlalchemy as sa
 
     import flowschema_core as fs
-    from flowschema_core import pipeline as pipeline_mod
+    from flowschema_core import run as run_mod
     from tests.integration.pipeline_models import Item, write_items_csv
 
     src = tmp_path / "items.csv"
@@ -354,19 +354,19 @@ def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monke
     with pytest.raises(fs.ConfigError, match="needs upsert_key"):
         make(None).run()
 
-    real_write = pipeline_mod.Pipeline._write
+    real_write = run_mod.Run._write
     calls = {"n": 0}
 
-    def crash_after_some_chunks(self, result, report):
+    def crash_after_some_chunks(self, result):
         calls["n"] += 1
         if calls["n"] == 12:
             raise KeyboardInterrupt  # stands in for a crash: chunks 1-11 are committed, no checkpoint since
-        return real_write(self, result, report)
+        return real_write(self, result)
 
-    monkeypatch.setattr(pipeline_mod.Pipeline, "_write", crash_after_some_chunks)
+    monkeypatch.setattr(run_mod.Run, "_write", crash_after_some_chunks)
     first = make(["id"]).run()
     assert first.interrupted
-    monkeypatch.setattr(pipeline_mod.Pipeline, "_write", real_write)
+    monkeypatch.setattr(run_mod.Run, "_write", real_write)
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         assert 0 < conn.exec_driver_sql('SELECT count(*) FROM "items"').scalar() < 2_970

@@ -11,7 +11,9 @@ import pytest
 from pydantic import BaseModel, field_validator
 
 import flowschema_core as fs
-from flowschema_core import chunks, codec
+from flowschema_core import codec
+from flowschema_core.kinds import csv as csv_kind
+from flowschema_core.kinds import rows as rows_kind
 from flowschema_core.worker import ChunkProcessor, WorkerSpec
 
 
@@ -29,7 +31,7 @@ class Order(BaseModel):
 
 
 def process(spec: WorkerSpec, rows: list[dict]) -> dict:
-    blob, _ = codec.encode(chunks.rows_chunk(rows))
+    blob, _ = codec.encode(rows_kind.chunk(rows))
     result = codec.decode(ChunkProcessor(spec).process(blob))
     assert result["n"] == len(rows) == result["valid"] + len(result["errors"]) + result["filtered"]
     return result
@@ -178,7 +180,7 @@ def test_setup_is_called_once_per_processor():
     processor = ChunkProcessor(WorkerSpec(Order, [hook]))
     assert Lookup.setups == 1
     for _ in range(3):
-        blob, _ = codec.encode(chunks.rows_chunk([{"id": 1, "amount": "x"}]))
+        blob, _ = codec.encode(rows_kind.chunk([{"id": 1, "amount": "x"}]))
         assert codec.decode(processor.process(blob))["valid"] == 1
     assert Lookup.setups == 1
     ChunkProcessor(WorkerSpec(Order, [hook]))
@@ -271,7 +273,7 @@ def test_a_validator_raising_something_other_than_valueerror_is_that_records_dlq
     assert "KeyError" in error["errors"][0]["msg"]
     # the CSV fast path (no hooks) too
     dialect = {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": True, "quoting_enabled": True}
-    blob, _ = codec.encode(chunks.csv_chunk(b"a\nb\na\n", 1, ["name"], dialect, "utf-8"))
+    blob, _ = codec.encode(csv_kind.chunk(b"a\nb\na\n", 1, ["name"], dialect, "utf-8"))
     csv_result = codec.decode(ChunkProcessor(WorkerSpec(Lookup)).process(blob))
     assert (csv_result["n"], csv_result["valid"], [e["i"] for e in csv_result["errors"]]) == (3, 2, [1])
 

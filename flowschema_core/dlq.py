@@ -1,0 +1,154 @@
+"""The dead-letter queue's format, and the one place that decides a record's outcome.
+
+A DLQ record is FlowSchema's public output format (one JSON object a line)::
+
+    {"run_id": "…", "source": "orders.csv", "record": 1234, "line": 1240, "stage": "validate",
+     "errors": [{"type": "decimal_parsing", "loc": ["amount"], "msg": "…", "input": "12,5"}],
+     "raw": {"order_id": "17", "amount": "12,5"}, "raw_text": null, "ts": "2026-11-26T18:00:00Z"}
+
+Workers build :class:`ChunkError` entries, numbered within their chunk, inside a
+:class:`ChunkResult`; the driver turns each into a :class:`DLQRecord` once it knows the
+chunk's first record number. All are plain dicts (``TypedDict``), so they travel as
+msgpack unchanged.
+
+:func:`outcome_of` classifies an exception raised while a record was processed. Every
+path of the worker (the CSV hot loop and the general one) calls it, and only on its
+``except`` path, so the rules are written once and cost nothing for a good record.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict, get_args
+
+from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
+
+#: Where a record failed; the README's stage table says what each keeps.
+Stage = Literal["parse", "transform", "validate", "worker", "sink"]
+STAGES: tuple[str, ...] = get_args(Stage)
+
+#: The step of the worker a record was in when an exception reached :func:`outcome_of`.
+Step = Literal["before_validate", "validate", "after_validate", "dump"]
+
+
+class ErrorEntry(TypedDict):
+    """One reason a record was refused (pydantic's error shape, JSON-safe)."""
+
+    type: str
+    loc: list[Any]
+    msg: str
+    input: Any
+
+
+class ChunkError(TypedDict):
+    """A refused record inside a chunk result: ``i`` is its index within the chunk."""
+
+    i: int
+    line: int | None
+    stage: Stage
+    errors: list[ErrorEntry]
+    raw: Any
+    raw_text: str | None
+
+
+class ChunkResult(TypedDict):
+    """What a worker returns for one chunk. ``n`` counts the records parsed, whatever
+    their outcome, so that ``n == valid + len(errors) + filtered`` can catch a lost one."""
+
+    n: int
+    valid: int
+    filtered: int
+    data: Any  # valid rows in the sink's form: JSONL bytes, CSV bytes or value lists
+    valid_i: list[int]  # the chunk index of each valid row
+    errors: list[ChunkError]
+
+
+class DLQRecord(TypedDict):
+    """One line of the dead-letter queue."""
+
+    run_id: str
+    source: str
+    record: int
+    line: int | None
+    stage: Stage
+    errors: list[ErrorEntry]
+    raw: Any
+    raw_text: str | None
+    ts: str
+
+
+#: Fields of a DLQ record, in the order a tabular DLQ sink (CSV, SQL) writes them.
+DLQ_FIELDS: list[str] = list(DLQRecord.__annotations__)
+
+
+def entry(type: str, msg: str, *, loc: list[Any] | None = None, input: Any = None) -> ErrorEntry:
+    return {"type": type, "loc": loc or [], "msg": msg, "input": input}
+
+
+def chunk_error(i: int, line: int | None, stage: Stage, errors: list[ErrorEntry], raw: Any = None, raw_text: str | None = None) -> ChunkError:
+    return {"i": i, "line": line, "stage": stage, "errors": errors, "raw": raw, "raw_text": raw_text}
+
+
+def parse_error(i: int, line: int | None, reason: str, raw_text: str | None) -> ChunkError:
+    """The source could not turn bytes into a record; ``raw_text`` is what was read."""
+    return chunk_error(i, line, "parse", [entry("parse_error", reason)], None, raw_text)
+
+
+def worker_crash(line: int | None, raw: Any, raw_text: str | None, reason: str) -> ChunkError:
+    """A one-record chunk that killed its worker every time it was tried."""
+    return chunk_error(0, line, "worker", [entry("worker_crashed", reason)], raw, raw_text)
+
+
+def sink_refusal(i: int, reason: str, raw: Any) -> ChunkError:
+    """The destination refused a valid row (a database constraint)."""
+    return chunk_error(i, None, "sink", [entry("sink_refused", reason)], raw)
+
+
+def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str) -> DLQRecord:
+    """A chunk's DLQ entry as its DLQ line; ``first_record`` is the chunk's first record number."""
+    return {
+        "run_id": run_id, "source": source, "record": first_record + error["i"], "line": error["line"],
+        "stage": error["stage"], "errors": error["errors"], "raw": error["raw"], "raw_text": error["raw_text"], "ts": ts,
+    }
+
+
+def validation_entries(exc: ValidationError) -> list[ErrorEntry]:
+    """Pydantic errors as JSON-safe ``{type, loc, msg, input}`` dicts."""
+    return [
+        {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"], "input": jsonable(e.get("input"))}
+        for e in exc.errors(include_url=False, include_context=False)
+    ]
+
+
+def jsonable(value: Any) -> Any:
+    try:
+        return to_jsonable_python(value, fallback=repr)
+    except Exception:  # noqa: BLE001 - e.g. bytes that are not UTF-8: keep a readable repr
+        return repr(value)
+
+
+def outcome_of(exc: BaseException, step: Step, hook: str = "") -> tuple[Stage, list[ErrorEntry]]:
+    """Classify an exception raised while one record was in ``step``: its DLQ stage and
+    reasons. Re-raises what is not the record's fault to report: ``MemoryError`` (the
+    worker reports it and the pipeline splits the chunk until the record responsible
+    stands alone, stage ``worker``) and anything that is not an ``Exception``
+    (``KeyboardInterrupt``, ``SystemExit``)."""
+    if isinstance(exc, MemoryError) or not isinstance(exc, Exception):
+        raise exc
+    described = f"{type(exc).__name__}: {exc}"
+    if step == "validate":
+        if isinstance(exc, ValidationError):
+            return "validate", validation_entries(exc)
+        # Pydantic wraps only ValueError / AssertionError from validators; anything else
+        # (a KeyError from a lookup) is still this record's problem, not the chunk's.
+        return "validate", [entry("validator_error", f"a model validator raised: {described}")]
+    if step == "dump":
+        msg = f"valid, but cannot be written in the sink's format: {described}"
+        return "sink", [entry("serialization_error", msg[:2000])]
+    return "transform", [entry("hook_error", f"{step} hook {hook}: {described}")]
+
+
+def escape_undecodable(text: str) -> str:
+    """Keep undecodable bytes recoverable in JSON: ``\\xNN`` escapes instead of the
+    surrogates that ``errors="surrogateescape"`` decoding left in ``text``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

@@ -1,0 +1,60 @@
+"""``rows`` chunks: records the driver already parsed (JSON, SQL, Excel, HTTP).
+
+``fields`` (or None) + ``rows`` as value lists (dicts when ``fields`` is None);
+``lines`` gives each record's line when the format has lines; ``bad`` lists the records
+the source could not parse, ``[index, reason, raw_text]``, with ``rows[index]`` None so
+that numbering stays contiguous.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import Chunk, ChunkKind
+
+if TYPE_CHECKING:
+    from ..worker import Batch, ChunkProcessor
+
+
+def chunk(rows: list[Any], fields: list[str] | None = None, lines: list[int] | None = None, bad: list[list[Any]] | None = None) -> Chunk:
+    return {"kind": RowsKind.name, "fields": fields, "rows": rows, "lines": lines, "bad": bad or []}
+
+
+class RowsKind(ChunkKind):
+    name = "rows"
+
+    def parse(self, chunk: Chunk, processor: ChunkProcessor, batch: Batch) -> None:
+        fields, lines = chunk["fields"], chunk["lines"]
+        bad = {b[0]: b for b in chunk["bad"]}
+        batch.seen = len(chunk["rows"])
+        for i, row in enumerate(chunk["rows"]):
+            line = lines[i] if lines else None
+            if row is None:
+                _, reason, raw_text = bad[i]
+                batch.parse_error(i, line, reason, raw_text)
+            else:
+                processor.record(dict(zip(fields, row)) if fields is not None else row, i, line, batch)
+
+    def split(self, chunk_: Chunk) -> tuple[Chunk, Chunk] | None:
+        rows = chunk_["rows"]
+        if len(rows) < 2:
+            return None
+        mid = len(rows) // 2
+        lines = chunk_["lines"]
+        left_bad = [b for b in chunk_["bad"] if b[0] < mid]
+        right_bad = [[b[0] - mid, *b[1:]] for b in chunk_["bad"] if b[0] >= mid]
+        return (
+            chunk(rows[:mid], chunk_["fields"], lines and lines[:mid], left_bad),
+            chunk(rows[mid:], chunk_["fields"], lines and lines[mid:], right_bad),
+        )
+
+    def describe_single(self, chunk: Chunk) -> tuple[int | None, Any, str | None]:
+        rows = chunk["rows"]
+        row = rows[0] if rows else None
+        if chunk["fields"] is not None and row is not None:
+            row = dict(zip(chunk["fields"], row))
+        line = chunk["lines"][0] if chunk["lines"] else None
+        return line, row, None
+
+
+KIND = RowsKind()

@@ -1,0 +1,278 @@
+"""One run of a pipeline: read → ledger → executor → sinks, in source order, within a
+byte budget. :class:`Run` is created by :meth:`Pipeline.run` and used once; it owns
+every piece of per-run state (ledger, queue, reader thread, report, checkpoint position),
+so that :class:`~flowschema_core.pipeline.Pipeline` stays configuration.
+
+::
+
+    reader thread                         main thread (completion loop)
+    ─────────────                         ─────────────────────────────
+    for blob, n in source.chunks():       for future, n, blob in submitted (FIFO):
+        ledger.acquire(n)   ◄─ blocks ─┐      result = future.result()   (split on crash)
+        future = executor.submit(blob) │      sink.write(valid rows); dlq.write(errors)
+        submitted.put(future, n, blob) └───── ledger.release(n)
+
+Credits come back only after a chunk's results reached the sinks, so everything in
+between (executor queues, workers, finished results waiting for an earlier chunk) stays
+inside ``max_bytes_in_flight``. Results are written strictly in source order, which makes
+record numbers exact and lets a checkpoint say "everything up to record N is written".
+
+A chunk that keeps killing its worker is split in halves until the record responsible
+stands alone; that record goes to the DLQ with stage ``worker``, the rest is processed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from . import checkpoint as checkpoint_mod
+from . import codec, dlq
+from .checkpoint import fault_point
+from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
+from .errors import AccountingError, FlowSchemaError, WorkerCrashedError
+from .kinds import kind_of
+from .ledger import ByteLedger
+from .report import RunReport, Sampler
+from .sinks.base import Sink
+from .worker import WorkerSpec
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+log = logging.getLogger("flowschema")
+
+_END = object()
+
+
+class Run:
+    """One execution of a :class:`Pipeline`: call :meth:`execute` once."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.source, self.sink, self.errors, self.executor = pipeline.source, pipeline.sink, pipeline.errors, pipeline.executor
+        self.store = pipeline.checkpoint
+        self.run_id = pipeline.run_id
+        self.state = checkpoint_mod.load_state(pipeline)
+        if self.state is not None:
+            self.run_id = self.state["run_id"]  # DLQ records of a resumed run keep the first run's id
+        self.chunks_done = 0  # chunks whose results are in the sinks (checkpoint position)
+        self.skip_chunks = 0  # chunks a resumed run must not read again
+        self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
+        self.submitted: queue.Queue[Any] = queue.Queue()
+        self.stop = threading.Event()
+        self.reader: threading.Thread | None = None
+        self.opened: list[Sink] = []
+        self.report = RunReport(
+            run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
+            executor=type(self.executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight,
+            started_at=_now(), checkpoint=self.store.directory if self.store else "",
+        )
+
+    # ------------------------------------------------------------------------------
+    def execute(self) -> RunReport:
+        state, report = self.state, self.report
+        if state is not None:
+            if state["phase"] == "done":
+                return RunReport(**state["report"])
+            for name in checkpoint_mod.PROGRESS_FIELDS:
+                setattr(report, name, state["report"][name])
+            report.resumed_from_record = report.rows_read
+            self.skip_chunks = self.chunks_done = state["chunks_done"]
+            log.info("resuming %s after %d chunks (%d records)", self.store.directory if self.store else "", self.chunks_done, report.rows_read)
+            if state["phase"] == "finalizing":
+                return self._finish()
+        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
+        started = time.perf_counter()
+        try:
+            self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
+            report.workers = self.executor.stats.workers
+            sampler.start()
+            self._open_sinks()
+            self.reader = threading.Thread(target=self._read, name="flowschema-reader", daemon=True)
+            self.reader.start()
+            self._complete()
+            self.reader.join()
+            self._check()
+            if self.store is None:
+                for sink in self.opened:
+                    sink.commit()
+            else:
+                self._save_checkpoint("finalizing")
+                fault_point("finalize")
+                self._finish()
+        except KeyboardInterrupt:
+            report.interrupted = True
+            self._abort()
+        except BaseException:
+            self._abort()
+            raise
+        finally:
+            self.executor.shutdown(wait=not report.interrupted, cancel_futures=report.interrupted)
+            self.source.close()
+            if self.reader is not None:
+                self.reader.join(timeout=5)
+            sampler.stop()
+            self._measure(sampler, time.perf_counter() - started)
+        return report
+
+    def _open_sinks(self) -> None:
+        """Open the sink and the DLQ (at their checkpointed state, when resuming)."""
+        model = self.pipeline.model
+        for i, (sink, fields, sink_model) in enumerate(((self.sink, list(model.model_fields), model), (self.errors, DLQ_FIELDS, None))):
+            if self.store is None:
+                sink.open(fields, sink_model)
+            else:
+                sink.open_resumable(fields, sink_model, f"{self.store.key}{i}", self.state["sinks"][i] if self.state else None)
+            self.opened.append(sink)
+
+    def _measure(self, sampler: Sampler, elapsed: float) -> None:
+        report, ledger = self.report, self.ledger
+        report.elapsed_s = elapsed
+        report.rows_per_s = report.rows_read / elapsed if elapsed else 0.0
+        report.peak_bytes_in_flight = ledger.peak
+        report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
+        report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
+        report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+
+    def _abort(self) -> None:
+        self.stop.set()
+        self.ledger.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for sink in self.opened:
+            if self.store is not None:
+                sink.suspend()  # a checkpointed run keeps its partial output for the resume
+            else:
+                sink.abort()
+
+    # -- reader thread ---------------------------------------------------------------
+    def _read(self) -> None:
+        report, ledger = self.report, self.ledger
+        try:
+            for index, (blob, n) in enumerate(self.source.chunks(self.pipeline.chunk_bytes)):
+                if index < self.skip_chunks:
+                    continue  # already in the sinks, says the checkpoint
+                if self.stop.is_set() or not ledger.acquire(n):
+                    return
+                report.chunks += 1
+                report.bytes_read += n
+                self.submitted.put((self.executor.submit(blob), n, blob))
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
+            self.submitted.put(exc)
+        finally:
+            self.submitted.put(_END)
+
+    # -- main thread -----------------------------------------------------------------
+    def _complete(self) -> None:
+        last_checkpoint = time.monotonic()
+        while True:
+            item = self.submitted.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                if isinstance(item, FlowSchemaError):
+                    raise item
+                raise FlowSchemaError(f"reading {self.source.name} failed: {type(item).__name__}: {item}") from item
+            future, n, blob = item
+            self._settle(future, blob)
+            self.ledger.release(n)
+            self.chunks_done += 1
+            if self.store is not None and time.monotonic() - last_checkpoint >= self.pipeline.checkpoint_interval:
+                self._save_checkpoint("running")
+                last_checkpoint = time.monotonic()
+
+    def _settle(self, future: Future[bytes], blob: bytes) -> None:
+        """Write one chunk's results; if it kept crashing workers, split it and retry."""
+        try:
+            result = codec.decode(future.result())
+        except WorkerCrashedError as crash:
+            chunk = codec.decode(blob)
+            kind = kind_of(chunk)
+            halves = kind.split(chunk)
+            if halves is None:
+                line, raw, raw_text = kind.describe_single(chunk)
+                log.warning("record %d of %s killed its worker every time: to the DLQ (%s)", self.report.rows_read + 1, self.source.name, crash)
+                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash))))
+                return
+            log.info("splitting a chunk that crashed its worker (%s)", crash)
+            pieces = [codec.encode(half)[0] for half in halves]
+            futures = [self.executor.submit(piece) for piece in pieces]
+            for piece, piece_future in zip(pieces, futures):
+                self._settle(piece_future, piece)
+            return
+        self._write(result)
+
+    def _write(self, result: ChunkResult) -> None:
+        report = self.report
+        n, valid, filtered, errors = result["n"], result["valid"], result["filtered"], result["errors"]
+        if n != valid + len(errors) + filtered:
+            raise AccountingError(f"a chunk of {n} records came back as {valid} valid + {len(errors)} invalid + {filtered} filtered")
+        if valid:
+            refused = self.sink.write(result["data"])
+            if refused:
+                errors = errors + self._refused(refused, result)
+                valid -= len(refused)
+        if errors:
+            ts = _now()
+            first = report.rows_read + 1
+            records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
+            for e in errors:
+                report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
+            self.errors.write_records(records)  # type: ignore[arg-type]
+        report.rows_read += n
+        report.rows_valid += valid
+        report.rows_invalid += len(errors)
+        report.rows_filtered += filtered
+
+    def _refused(self, refused: Sequence[tuple[int, str]], result: ChunkResult) -> list[ChunkError]:
+        """DLQ entries (stage ``sink``) for the rows the sink refused."""
+        fields = list(self.pipeline.model.model_fields)
+        data = result["data"]
+        python_rows = self.sink.output_form == "python"
+        return [
+            dlq.sink_refusal(result["valid_i"][position], reason, dict(zip(fields, data[position])) if python_rows else None)
+            for position, reason in refused
+        ]
+
+    def _check(self) -> None:
+        report, ledger = self.report, self.ledger
+        if not report.balanced:
+            raise AccountingError(
+                f"read {report.rows_read} != valid {report.rows_valid} + invalid {report.rows_invalid} + filtered {report.rows_filtered}"
+            )
+        if ledger.outstanding or ledger.in_flight:
+            raise AccountingError(f"{ledger.outstanding} chunks ({ledger.in_flight} bytes) never came back")
+
+    # -- checkpoints -----------------------------------------------------------------
+    def _save_checkpoint(self, phase: str) -> None:
+        assert self.store is not None
+        sinks = [self.sink.checkpoint(), self.errors.checkpoint()]
+        fault_point("checkpoint-commit")
+        checkpoint_mod.save_state(self.pipeline, self.store, phase=phase, run_id=self.run_id, chunks_done=self.chunks_done, sinks=sinks,
+                                  report={name: getattr(self.report, name) for name in checkpoint_mod.PROGRESS_FIELDS})
+        log.debug("checkpoint %s: %d chunks, %d records", phase, self.chunks_done, self.report.rows_read)
+
+    def _finish(self) -> RunReport:
+        """Second phase of a checkpointed finish: move outputs into place, mark done."""
+        assert self.store is not None
+        for i, sink in enumerate((self.sink, self.errors)):
+            sink.finish_commit(f"{self.store.key}{i}")
+        final = self.report.to_dict()
+        final["timeline"] = []
+        checkpoint_mod.save_state(self.pipeline, self.store, phase="done", run_id=self.run_id, chunks_done=self.chunks_done, sinks=[], report=final)
+        return self.report
+
+
+def _single(error: ChunkError) -> ChunkResult:
+    """The result of a one-record chunk whose only record is ``error``."""
+    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error]}
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
