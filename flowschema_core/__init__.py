@@ -3,13 +3,21 @@
 Read records from messy sources, validate each with a Pydantic v2 model in parallel
 workers, write valid rows to a sink and invalid ones to a dead-letter queue with the
 reason, and never let the data in transit outgrow a byte budget.
+
+FlowSchema logs worker restarts, retries, chunk splits and checkpoints to the
+``"flowschema"`` logger, which is silent until you configure logging
+(``logging.basicConfig(level=logging.INFO)``).
 """
 
+import logging as _logging
+
+from .dlq import DLQ_FIELDS
 from .errors import (
     AccountingError,
     CheckpointError,
     CodecError,
     ConfigError,
+    ExecutionError,
     FlowSchemaError,
     MissingDependencyError,
     SinkError,
@@ -21,7 +29,7 @@ from .errors import (
 from .executors import Executor, InlineExecutor, MultiprocessingExecutor
 from .hooks import Hook, after_validate, before_validate
 from .ledger import ByteLedger
-from .pipeline import DLQ_FIELDS, Pipeline
+from .pipeline import Pipeline
 from .report import RunReport
 from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
 from .sources import (
@@ -44,6 +52,8 @@ from .units import parse_size
 
 __version__ = "0.1.0"
 
+_logging.getLogger("flowschema").addHandler(_logging.NullHandler())
+
 __all__ = [
     "DLQ_FIELDS",
     "AccountingError",
@@ -54,6 +64,7 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "Cursor",
+    "ExecutionError",
     "Executor",
     "ExcelSource",
     "FlowSchemaError",

@@ -1,8 +1,17 @@
 """``flowschema run SOURCE --model pkg.module:Model --sink PATH --errors PATH ...``
 
-Source and sink kinds come from the extension or URL scheme. Mistakes a user can fix (a
-missing module, class or file, a bad option) end with one line on stderr and exit code 2,
-never a traceback; an interrupted run exits with 130.
+Source and sink kinds come from the extension or URL scheme. Every error ends with one
+line on stderr, never a traceback, and an exit code that says whose move it is:
+
+====  =================================================================================
+0     the run finished (bad records are in the DLQ: that is a finished run)
+1     the run failed: a source or sink could not be read or written, the workers failed
+2     a mistake to fix in the command: a missing module, class or file, a bad option or
+      configuration, a checkpoint that belongs to another run
+70    an accounting breach (read != valid + invalid + filtered): a bug in FlowSchema,
+      please report it
+130   interrupted (Ctrl-C)
+====  =================================================================================
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import os
 import sys
 from typing import Any
 
-from .errors import FlowSchemaError
+from .errors import FlowSchemaError, exit_code_for
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -149,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except FlowSchemaError as exc:
         print(f"flowschema: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("flowschema: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -56,11 +56,17 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     def submit(self, blob: bytes) -> Future[bytes]:
-        """Queue one chunk blob; the future resolves to its result blob."""
+        """Queue one chunk blob; the future resolves to its result blob. Raises
+        ``RuntimeError`` before :meth:`start` and after :meth:`shutdown`."""
 
     @abc.abstractmethod
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the workers. With ``cancel_futures`` pending chunks are dropped."""
+        """Stop the workers. With ``wait`` (and no ``cancel_futures``) the chunks already
+        submitted finish first, as in ``concurrent.futures``; with ``cancel_futures`` every
+        unfinished future is cancelled or failed, none is left pending. Safe to call more
+        than once, and before :meth:`start`; ``submit`` raises ``RuntimeError`` afterwards.
+
+        :mod:`flowschema_core.testing` holds the contract suite every executor passes."""
 
     def __enter__(self) -> Executor:
         return self
