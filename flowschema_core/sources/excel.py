@@ -9,12 +9,8 @@
          ─► one row at a time: header → ``fields``; each later row → a value list,
             or a ParseFailure naming the cell (Excel error, cells beyond the header)
 
-Why openpyxl and not python-calamine (measured on a 100k-row x 12-column sheet, see
-the README): calamine is about 10x faster, but it turns cells holding
-``#DIV/0!`` / ``#N/A`` into empty strings (the error is lost, so the row cannot go to the
-DLQ naming the cell), gives every number as a float, empty cells as ``""``, and loads the
-whole sheet in memory before the first row. openpyxl's read-only mode keeps memory flat
-whatever the sheet's size and keeps the cell types.
+openpyxl rather than python-calamine, because calamine turns error cells into empty
+strings: the measurements and the reasoning are in ``docs/excel.md``.
 
 Rules (also in the docs):
 
