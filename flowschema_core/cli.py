@@ -11,6 +11,7 @@ line on stderr, never a traceback, and an exit code that says whose move it is:
 70    an accounting breach (read != valid + invalid + filtered): a bug in FlowSchema,
       please report it
 130   interrupted (Ctrl-C)
+143   stopped by SIGTERM (a clean stop: nothing under the final output names)
 ====  =================================================================================
 """
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from typing import Any
@@ -26,6 +28,7 @@ from .errors import FlowSchemaError, exit_code_for
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class UsageError(Exception):
@@ -145,11 +148,23 @@ def run_command(args: argparse.Namespace) -> int:
             f.write(report.to_json())
     if not args.quiet:
         print(report.summary())
-    return EXIT_INTERRUPTED if report.interrupted else 0
+    if not report.interrupted:
+        return 0
+    return EXIT_TERMINATED if report.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
+
+
+def _log_to_stderr(quiet: bool) -> None:
+    """Show FlowSchema's warnings (a poison record, a stop signal, stale temp files removed)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("flowschema: %(message)s"))
+    logger = logging.getLogger("flowschema")
+    logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr(getattr(args, "quiet", False))
     try:
         if args.command == "run":
             return run_command(args)

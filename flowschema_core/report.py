@@ -39,6 +39,7 @@ class RunReport:
     worker_restarts: int = 0
     retries: int = 0
     interrupted: bool = False
+    stop_signal: str = ""  # "SIGTERM" or "SIGINT" when a signal stopped the run
     checkpoint: str = ""
     resumed_from_record: int = 0
     started_at: str = ""

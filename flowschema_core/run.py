@@ -41,6 +41,7 @@ from .kinds import kind_of
 from .ledger import ByteLedger
 from .report import RunReport, Sampler
 from .sinks.base import Sink
+from .stopping import StopSignals
 from .worker import WorkerSpec
 
 if TYPE_CHECKING:
@@ -88,9 +89,15 @@ class Run:
             log.info("resuming %s after %d chunks (%d records)", self.store.directory if self.store else "", self.chunks_done, report.rows_read)
             if state["phase"] == "finalizing":
                 return self._finish()
+        with StopSignals() as signals:
+            return self._execute(signals)
+
+    def _execute(self, signals: StopSignals) -> RunReport:
+        report = self.report
         sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
         started = time.perf_counter()
         try:
+            signals.armed = True
             self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
             report.workers = self.executor.stats.workers
             sampler.start()
@@ -99,6 +106,7 @@ class Run:
             self.reader.start()
             self._complete()
             self.reader.join()
+            signals.armed = False  # finishing: a signal now is only recorded, or forces an exit
             self._check()
             if self.store is None:
                 for sink in self.opened:
@@ -108,12 +116,17 @@ class Run:
                 fault_point("finalize")
                 self._finish()
         except KeyboardInterrupt:
+            signals.armed = False
             report.interrupted = True
+            report.stop_signal = signals.name or "SIGINT"
+            log.warning("%s: stopping the run; nothing is written under the final output names", report.stop_signal)
             self._abort()
         except BaseException:
+            signals.armed = False
             self._abort()
             raise
         finally:
+            signals.armed = False
             self.executor.shutdown(wait=not report.interrupted, cancel_futures=report.interrupted)
             self.source.close()
             if self.reader is not None:

@@ -21,8 +21,10 @@ from multiprocessing.connection import Connection
 
 
 def main(argv: list[str]) -> int:
-    # Ctrl-C is the driver's to handle: it stops the run and then stops us.
+    # Ctrl-C and SIGTERM are the driver's to handle (a terminal or `systemctl stop` sends
+    # them to the whole process group): it stops the run, then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
     try:
@@ -47,7 +49,10 @@ def main(argv: list[str]) -> int:
     except BaseException as exc:  # noqa: BLE001 - reported to the driver, which raises
         outbox.send_bytes(b"F" + f"{type(exc).__name__}: {exc}".encode("utf-8", "replace"))
         return 1
-    outbox.send_bytes(b"K")
+    try:
+        outbox.send_bytes(b"K")
+    except OSError:
+        return 0  # the driver is gone
     while True:
         try:
             blob = inbox.recv_bytes()
@@ -60,7 +65,10 @@ def main(argv: list[str]) -> int:
             reply = b"C" + f"the chunk exhausted the worker's memory limit of {boot['memory_limit']:,} bytes".encode()
         except Exception as exc:  # noqa: BLE001 - travels back with its traceback
             reply = b"E" + codec.pack({"type": type(exc).__name__, "msg": str(exc), "tb": traceback.format_exc()})
-        outbox.send_bytes(reply)
+        try:
+            outbox.send_bytes(reply)
+        except OSError:
+            return 0  # the driver is gone (stopped or killed): nobody to answer, nothing to say
 
 
 if __name__ == "__main__":

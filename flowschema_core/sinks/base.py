@@ -7,13 +7,19 @@ plain dicts: that is how DLQ records arrive, so any sink can serve as the DLQ.
 
 File outputs appear under their final name only on ``commit()`` (temp file, fsync,
 rename); ``abort()`` removes the temp file, so an interrupted run leaves nothing
-half-written under the final name.
+half-written under the final name. A run that was SIGKILLed cannot abort: its temp file
+is named after its process id (``.NAME.PID-XXXXXXXX.tmp``), and the next run of the same
+sink removes the temp files whose process is gone (:func:`remove_stale_temps`), and only
+those: a run of the same sink still going in another process keeps its own.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import os
+import re
+import shutil
 import uuid
 from collections.abc import Sequence
 from typing import IO, Any
@@ -21,6 +27,42 @@ from typing import IO, Any
 from pydantic import BaseModel
 
 from ..errors import ConfigError, SinkError
+
+log = logging.getLogger("flowschema")
+
+
+def temp_path(path: str | os.PathLike[str]) -> str:
+    """A fresh temporary name beside ``path`` that says which process owns it."""
+    path = os.path.abspath(os.fspath(path))
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files (or directories) of ``path`` left by runs whose process
+    is gone (killed before they could clean up); return what was removed."""
+    import psutil
+
+    path = os.path.abspath(os.fspath(path))
+    directory, base = os.path.split(path)
+    pattern = re.compile(rf"\.{re.escape(base)}\.(\d+)-[0-9a-f]{{8}}\.tmp")
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    for name in names:
+        match = pattern.fullmatch(name)
+        if match is None or int(match.group(1)) == os.getpid() or psutil.pid_exists(int(match.group(1))):
+            continue
+        stale = os.path.join(directory, name)
+        try:
+            shutil.rmtree(stale) if os.path.isdir(stale) else os.unlink(stale)
+            removed.append(stale)
+        except OSError:
+            pass  # another run removed it first, or we may not: leave it
+    if removed:
+        log.warning("removed %d temporary file(s) of %s left by a run that was killed: %s", len(removed), path, ", ".join(removed))
+    return removed
 
 
 class Sink(abc.ABC):
@@ -104,8 +146,11 @@ class AtomicFile:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"cannot create the directory for {self.path}: {exc.strerror}") from exc
-        suffix = f"{key}.part" if key else f"{uuid.uuid4().hex[:8]}.tmp"
-        self.tmp_path = os.path.join(directory, f".{os.path.basename(self.path)}.{suffix}")
+        if key:
+            self.tmp_path = os.path.join(directory, f".{os.path.basename(self.path)}.{key}.part")
+        else:
+            remove_stale_temps(self.path)
+            self.tmp_path = temp_path(self.path)
         try:
             if resume_length is None:
                 self.file: IO[bytes] = open(self.tmp_path, "wb")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -31,7 +30,7 @@ from pydantic import BaseModel
 from ..arrow_schema import arrow_schema, converter, import_pyarrow, json_text
 from ..errors import ConfigError, SinkError
 from ..model_types import field_types
-from .base import RowSink
+from .base import RowSink, remove_stale_temps, temp_path
 
 #: The directory name Hive (and pyarrow, Spark, DuckDB) use for a null partition value.
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -96,12 +95,12 @@ class ParquetSink(RowSink):
         self._data_idx = keep
         self._data_schema = pa.schema([schema.field(i) for i in keep])
         directory = os.path.dirname(os.path.abspath(self.path))
-        base = os.path.basename(os.path.abspath(self.path))
         try:
             os.makedirs(directory, exist_ok=True)
         except OSError as exc:
             raise SinkError(f"cannot create the directory for {self.path}: {exc.strerror}") from exc
-        self._tmp = os.path.join(directory, f".{base}.{uuid.uuid4().hex[:8]}.tmp")
+        remove_stale_temps(self.path)
+        self._tmp = temp_path(self.path)
         if self.partition_by:
             if os.path.isfile(self.path):
                 raise SinkError(f"{self.path} is a file; a partitioned dataset is written as a directory")

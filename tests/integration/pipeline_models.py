@@ -8,7 +8,7 @@ import signal
 import time
 from decimal import Decimal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 import flowschema_core as fs
 
@@ -18,6 +18,17 @@ class Item(BaseModel):
     name: str
     price: Decimal = Field(ge=0)
     note: str | None = None
+
+
+class SlowItem(Item):
+    """``Item`` that takes ``SLOW_ITEM_S`` seconds (env, default 0) per record: makes a CLI
+    run long enough to signal, while the model's schema (and checkpoint digest) is fixed."""
+
+    @field_validator("name")
+    @classmethod
+    def _slowly(cls, value: str) -> str:
+        time.sleep(float(os.environ.get("SLOW_ITEM_S", "0")))
+        return value
 
 
 class KillOnce(fs.Hook):

@@ -1,0 +1,76 @@
+"""SIGTERM and Ctrl-C stop a run cleanly; a second signal ends the process at once.
+
+Kubernetes, systemd, ``timeout``, CI runners and ``ray job stop`` stop a program with
+SIGTERM; people press Ctrl-C. Either way the run should stop reading, remove its
+temporary files (or keep them, when a checkpoint will resume from them), stop its workers
+quietly and return a report that says ``interrupted``.
+
+While a run is in progress on the main thread, :class:`StopSignals` turns the first
+SIGTERM or SIGINT into :class:`StopRequested` (a ``KeyboardInterrupt``, so code that
+already treats Ctrl-C as "stop" does the same for SIGTERM), raised in the main thread
+where the run's own ``except`` clause cleans up. Once the run is cleaning up, a signal
+no longer interrupts anything; a second signal, though, means "now": the default
+disposition is restored and the signal re-sent, so the process ends at once (exit 143
+for SIGTERM) and the next run of the same sink removes what it left.
+
+Handlers are installed only from the main thread, and only over the default ones: a
+program with its own SIGTERM or SIGINT handler keeps it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType, TracebackType
+from typing import Any
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequested(KeyboardInterrupt):
+    """Raised in the main thread when a stop signal arrives during a run."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """Context manager: stop signals become :class:`StopRequested` while ``armed``."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None  # the first stop signal, if any
+        self.armed = False  # True while raising is safe: the run's try block
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received else ""
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # signals are delivered to the main thread only
+        for signum in STOP_SIGNALS:
+            current = signal.getsignal(signum)
+            if current in (signal.SIG_DFL, signal.default_int_handler):
+                self._previous[signum] = current
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.armed = False
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is not None:
+            # The second signal: stop now, as if FlowSchema had no handler.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+        if self.armed:
+            self.armed = False
+            raise StopRequested(signum)
