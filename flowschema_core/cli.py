@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sink", required=True, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
     run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
-    run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: CPU count)")
+    run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: the executor's own)")
     run.add_argument("--max-bytes-in-flight", default="256MB", help="byte budget, e.g. 64MiB or 500MB (default 256MB)")
     run.add_argument("--chunk-bytes", default="1MiB", help="target msgpack bytes per chunk (default 1MiB)")
     run.add_argument("--report", help="write the run report as JSON to this path")
@@ -137,10 +137,7 @@ def run_command(args: argparse.Namespace) -> int:
     source = registry.source_for(args.source, **source_options)
     sink = registry.sink_for(args.sink, **_sink_options(args))
     errors = registry.sink_for(args.errors) if args.errors else None
-    executor_options: dict[str, Any] = {}
-    if args.workers is not None:
-        executor_options["num_actors" if args.executor == "ray" else "workers"] = args.workers
-    executor = registry.make_executor(args.executor, **executor_options) if args.executor != "inline" else registry.make_executor("inline")
+    executor = registry.make_executor(args.executor, **({"workers": args.workers} if args.workers is not None else {}))
     report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes,
                       checkpoint=args.checkpoint).run()
     if args.report:

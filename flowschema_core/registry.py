@@ -1,52 +1,71 @@
 """Name → implementation lookups, fsspec-style: dotted paths imported on first use.
 
-Executors come from the built-in table, then from the entry-point group
-``flowschema.executors`` (read on the first lookup of an unknown name, never at import),
-so ``executor="ray"`` works once ``flowschema[ray]`` is installed and any third party can
-plug in the same way. Sources and sinks are chosen from a path's extension or URL scheme.
+One table per kind of component (executors by name; sources and sinks by a path's
+extension or URL scheme), each entry with the extra to install when its import fails and
+the constructor defaults it implies (``.tsv`` means a tab delimiter). Names the tables do
+not know are looked up in the entry-point groups ``flowschema.executors``,
+``flowschema.sources`` and ``flowschema.sinks``, read on the first lookup of an unknown
+name, never at import. A plugin registers a source or sink under its extension without
+the dot (``avro``) or its URL scheme (``kafka``)::
+
+    [project.entry-points."flowschema.sources"]
+    avro = "my_package:AvroSource"
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, MissingDependencyError
 
-EXECUTORS: dict[str, str] = {
-    "inline": "flowschema_core.executors.inline:InlineExecutor",
-    "process": "flowschema_core.executors.process:MultiprocessingExecutor",
-    "multiprocessing": "flowschema_core.executors.process:MultiprocessingExecutor",
-}
-#: Names known to come from an optional extra, for a helpful error when it is missing.
-OPTIONAL_EXECUTORS = {"ray": "ray"}
 
-#: extension or URL scheme → dotted path of the source / sink class
-SOURCES: dict[str, str] = {
-    ".csv": "flowschema_core.sources.csv:CSVSource",
-    ".tsv": "flowschema_core.sources.csv:CSVSource",
-    ".jsonl": "flowschema_core.sources.jsonl:JSONLSource",
-    ".ndjson": "flowschema_core.sources.jsonl:JSONLSource",
-    ".json": "flowschema_core.sources.json:JSONSource",
-    ".parquet": "flowschema_core.sources.parquet:ParquetSource",
-    "sqlite://": "flowschema_core.sources.sql:SQLSource",
-    "postgresql://": "flowschema_core.sources.sql:SQLSource",
-    ".xlsx": "flowschema_core.sources.excel:ExcelSource",
-    ".xlsm": "flowschema_core.sources.excel:ExcelSource",
-    "http://": "flowschema_core.sources.http:HTTPSource",
-    "https://": "flowschema_core.sources.http:HTTPSource",
+@dataclass(frozen=True)
+class Entry:
+    """A registered component: where it lives, what it needs, how its key configures it."""
+
+    target: str  # "package.module:Class"
+    extra: str | None = None  # the `pip install "flowschema[extra]"` it needs, if any
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+EXECUTORS: dict[str, Entry] = {
+    "inline": Entry("flowschema_core.executors.inline:InlineExecutor"),
+    "process": Entry("flowschema_core.executors.process:MultiprocessingExecutor"),
+    "multiprocessing": Entry("flowschema_core.executors.process:MultiprocessingExecutor"),
 }
-SINKS: dict[str, str] = {
-    ".jsonl": "flowschema_core.sinks.jsonl:JSONLSink",
-    ".ndjson": "flowschema_core.sinks.jsonl:JSONLSink",
-    ".csv": "flowschema_core.sinks.csv:CSVSink",
-    ".parquet": "flowschema_core.sinks.parquet:ParquetSink",
-    "sqlite://": "flowschema_core.sinks.sql:SQLSink",
-    "postgresql://": "flowschema_core.sinks.sql:SQLSink",
+#: Plugins FlowSchema ships as extras (registered by their own entry points), for a
+#: helpful error when the extra is missing.
+KNOWN_PLUGINS: dict[str, str] = {"ray": "ray"}
+
+SOURCES: dict[str, Entry] = {
+    ".csv": Entry("flowschema_core.sources.csv:CSVSource"),
+    ".tsv": Entry("flowschema_core.sources.csv:CSVSource", defaults={"delimiter": "\t"}),
+    ".jsonl": Entry("flowschema_core.sources.jsonl:JSONLSource"),
+    ".ndjson": Entry("flowschema_core.sources.jsonl:JSONLSource"),
+    ".json": Entry("flowschema_core.sources.json:JSONSource"),
+    ".parquet": Entry("flowschema_core.sources.parquet:ParquetSource", extra="parquet"),
+    "sqlite://": Entry("flowschema_core.sources.sql:SQLSource", extra="sql"),
+    "postgresql://": Entry("flowschema_core.sources.sql:SQLSource", extra="postgres"),
+    ".xlsx": Entry("flowschema_core.sources.excel:ExcelSource", extra="excel"),
+    ".xlsm": Entry("flowschema_core.sources.excel:ExcelSource", extra="excel"),
+    "http://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
+    "https://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
+}
+SINKS: dict[str, Entry] = {
+    ".jsonl": Entry("flowschema_core.sinks.jsonl:JSONLSink"),
+    ".ndjson": Entry("flowschema_core.sinks.jsonl:JSONLSink"),
+    ".csv": Entry("flowschema_core.sinks.csv:CSVSink"),
+    ".parquet": Entry("flowschema_core.sinks.parquet:ParquetSink", extra="parquet"),
+    "sqlite://": Entry("flowschema_core.sinks.sql:SQLSink", extra="sql"),
+    "postgresql://": Entry("flowschema_core.sinks.sql:SQLSink", extra="postgres"),
 }
 
-_entry_points: dict[str, Any] | None = None
+GROUPS = {"executor": "flowschema.executors", "source": "flowschema.sources", "sink": "flowschema.sinks"}
+_entry_points: dict[str, dict[str, Any]] = {}
 
 
 def import_object(dotted: str) -> Any:
@@ -55,29 +74,41 @@ def import_object(dotted: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _executor_entry_points() -> dict[str, Any]:
-    global _entry_points
-    if _entry_points is None:
+def plugins(kind: str) -> dict[str, Any]:
+    """The entry points of ``kind`` ("executor", "source", "sink"), read once."""
+    if kind not in _entry_points:
         from importlib.metadata import entry_points
 
-        _entry_points = {ep.name: ep for ep in entry_points(group="flowschema.executors")}
-    return _entry_points
+        _entry_points[kind] = {ep.name: ep for ep in entry_points(group=GROUPS[kind])}
+    return _entry_points[kind]
+
+
+def _load(kind: str, name: str, table: Mapping[str, Entry], plugin_name: str) -> tuple[Any, Entry]:
+    """The class registered under ``name`` in ``table``, else the plugin ``plugin_name``."""
+    entry = table.get(name)
+    if entry is not None:
+        try:
+            return import_object(entry.target), entry
+        except ImportError as exc:
+            raise MissingDependencyError(f"the {name!r} {kind}", entry.extra or "all", getattr(exc, "name", None)) from exc
+    found = plugins(kind).get(plugin_name)
+    if found is None:
+        return None, Entry("")
+    try:
+        return found.load(), Entry(found.value)
+    except ImportError as exc:
+        extra = KNOWN_PLUGINS.get(plugin_name, plugin_name) if kind == "executor" else plugin_name
+        raise MissingDependencyError(f"the {plugin_name!r} {kind}", extra, getattr(exc, "name", None)) from exc
 
 
 def executor_class(name: str) -> type:
     """Return the executor class registered under ``name``."""
-    if name in EXECUTORS:
-        return import_object(EXECUTORS[name])  # type: ignore[no-any-return]
-    found = _executor_entry_points().get(name)
-    if found is not None:
-        try:
-            return found.load()  # type: ignore[no-any-return]
-        except ImportError as exc:
-            extra = OPTIONAL_EXECUTORS.get(name, name)
-            raise MissingDependencyError(f"the {name!r} executor", extra, getattr(exc, "name", None)) from exc
-    if name in OPTIONAL_EXECUTORS:
-        raise MissingDependencyError(f"the {name!r} executor", OPTIONAL_EXECUTORS[name])
-    known = sorted(set(EXECUTORS) | set(_executor_entry_points()))
+    cls, _ = _load("executor", name, EXECUTORS, name)
+    if cls is not None:
+        return cls  # type: ignore[no-any-return]
+    if name in KNOWN_PLUGINS:
+        raise MissingDependencyError(f"the {name!r} executor", KNOWN_PLUGINS[name])
+    known = sorted(set(EXECUTORS) | set(plugins("executor")))
     raise ConfigError(f"unknown executor {name!r}; known executors: {', '.join(known)}")
 
 
@@ -101,19 +132,20 @@ def _kind_key(location: str) -> str:
     return os.path.splitext(location)[1].lower()
 
 
+def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:
+    key = _kind_key(location)
+    cls, entry = _load(kind, key, table, key.strip(".").removesuffix("://"))
+    if cls is None:
+        known = sorted(set(table) | set(plugins(kind)))
+        raise ConfigError(f"cannot tell what kind of {kind} {location!r} is (by extension or URL scheme); known: {', '.join(known)}")
+    return cls(location, **{**entry.defaults, **options})
+
+
 def source_for(location: str, **options: Any) -> Any:
     """Build the source a path or URL calls for, from its extension or scheme."""
-    key = _kind_key(location)
-    if key not in SOURCES:
-        raise ConfigError(f"cannot tell what kind of source {location!r} is (by extension or URL scheme); known: {', '.join(sorted(SOURCES))}")
-    if key == ".tsv":
-        options.setdefault("delimiter", "\t")
-    return import_object(SOURCES[key])(location, **options)
+    return _build("source", SOURCES, location, options)
 
 
 def sink_for(location: str, **options: Any) -> Any:
     """Build the sink a path or URL calls for, from its extension or scheme."""
-    key = _kind_key(location)
-    if key not in SINKS:
-        raise ConfigError(f"cannot tell what kind of sink {location!r} is (by extension or URL scheme); known: {', '.join(sorted(SINKS))}")
-    return import_object(SINKS[key])(location, **options)
+    return _build("sink", SINKS, location, options)

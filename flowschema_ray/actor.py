@@ -21,7 +21,7 @@ class ChunkActor:
     def __init__(self, spec_blob: bytes, sys_path: list[str]) -> None:
         import cloudpickle
 
-        from flowschema_core.worker import ChunkProcessor
+        from flowschema_core.plugin import ChunkProcessor
 
         sys.path[:0] = [p for p in sys_path if p not in sys.path]
         self._processor = ChunkProcessor(cloudpickle.loads(spec_blob))

@@ -48,9 +48,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerError, WorkerPoolError
-from flowschema_core.executors.base import Executor, RemoteTraceback
-from flowschema_core.executors.pool import Slot, Task, TaskPool, resolve
-from flowschema_core.worker import WorkerSpec
+from flowschema_core.plugin import Executor, RemoteTraceback, Slot, Task, TaskPool, WorkerSpec, resolve
 
 __all__ = ["RayExecutor"]
 
@@ -96,6 +94,7 @@ class RayExecutor(Executor):
     :param runtime_env: Ray runtime environment for a Ray this executor connects or starts.
     :param init_options: any other ``ray.init`` keyword (e.g. ``object_store_memory``).
     :param start_timeout: seconds to wait for the actors to build the model.
+    :param workers: another name for ``num_actors``, the one every pooled executor takes.
     """
 
     def __init__(
@@ -111,8 +110,13 @@ class RayExecutor(Executor):
         runtime_env: dict[str, Any] | None = None,
         init_options: dict[str, Any] | None = None,
         start_timeout: float = 120.0,
+        workers: int | None = None,
     ) -> None:
         super().__init__()
+        if workers is not None:  # the name every pooled executor takes (the CLI's --workers)
+            if num_actors not in (2, workers):
+                raise ConfigError(f"give workers or num_actors, not both ({workers} != {num_actors})")
+            num_actors = workers
         if num_actors < 1:
             raise ConfigError(f"num_actors must be at least 1, got {num_actors}")
         if max_attempts < 1 or prefetch < 1 or max_restarts < 0:

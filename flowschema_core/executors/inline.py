@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
+from ..errors import ConfigError
 from ..worker import ChunkProcessor, WorkerSpec
 from .base import Executor
 
@@ -11,8 +12,10 @@ from .base import Executor
 class InlineExecutor(Executor):
     """Processes each chunk at ``submit`` time; the returned future is already resolved."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int | None = None) -> None:
         super().__init__()
+        if workers not in (None, 1):
+            raise ConfigError(f"the inline executor runs in the calling thread (one worker), not {workers}; use executor='process'")
         self._processor: ChunkProcessor | None = None
 
     def start(self, spec: WorkerSpec) -> None:

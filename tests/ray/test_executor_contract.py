@@ -81,3 +81,9 @@ def test_bad_options_are_config_errors():
         RayExecutor(num_actors=0)
     with pytest.raises(fs.ConfigError):
         RayExecutor(max_attempts=0)
+
+
+def test_workers_is_another_name_for_num_actors():
+    assert RayExecutor(workers=3).num_actors == 3
+    with pytest.raises(fs.ConfigError, match="not both"):
+        RayExecutor(num_actors=4, workers=3)
