@@ -81,9 +81,12 @@ def record_end(buf: bytes, dialect: dict[str, Any], end: int | None = None) -> i
     return ends[-1] if ends else -1
 
 
+_READER_OPTIONS = ("delimiter", "quotechar", "doublequote", "skipinitialspace", "strict")
+
+
 def reader_options(dialect: dict[str, Any]) -> dict[str, Any]:
     """``csv.reader`` keyword arguments for a CSVSource dialect."""
-    options = {k: v for k, v in dialect.items() if k not in ("quoting_enabled", "empty_as_none")}
+    options = {k: v for k, v in dialect.items() if k in _READER_OPTIONS}
     if not dialect.get("quoting_enabled", True):
         options["quoting"] = csv.QUOTE_NONE
     return options

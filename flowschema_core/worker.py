@@ -32,6 +32,7 @@ from .dlq import ChunkError, ChunkResult, ErrorEntry, Stage, outcome_of
 from .errors import CodecError
 from .hooks import Hook, overrides
 from .kinds import kind_of
+from .nulls import NullPolicy
 
 OUTPUT_FORMS = ("jsonl", "csv", "python")
 
@@ -62,6 +63,7 @@ class ChunkProcessor:
         self.before = [h for h in spec.hooks if overrides(h, "before_validate")]
         self.after = [h for h in spec.hooks if overrides(h, "after_validate")]
         self.dump = self._dumper()
+        self.nulls = NullPolicy(spec.model)  # what an empty cell means, per field
 
     def _dumper(self) -> Any:
         """The function turning a valid model into one row of the sink's form."""
@@ -99,9 +101,10 @@ class ChunkProcessor:
             return codec.encode(result)[0]
 
     # -- one record ------------------------------------------------------------------
-    def record(self, record: dict[str, Any], i: int, line: int | None, batch: Batch) -> None:
-        """Hooks, validation and serialisation of one parsed record; the outcome goes in ``batch``."""
-        raw = record
+    def record(self, record: dict[str, Any], i: int, line: int | None, batch: Batch, raw: Any = None) -> None:
+        """Hooks, validation and serialisation of one parsed record; the outcome goes in
+        ``batch``. ``raw`` is the record as read, for the DLQ, when ``record`` is not."""
+        raw = record if raw is None else raw
         for hook in self.before:
             try:
                 record = hook.before_validate(record)  # type: ignore[assignment]

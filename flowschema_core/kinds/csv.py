@@ -13,14 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from .. import blocks
 from ..dlq import escape_undecodable, outcome_of
+from ..nulls import apply as apply_nulls
 from .base import ByteBlockKind, Chunk
 
 if TYPE_CHECKING:
     from ..worker import Batch, ChunkProcessor
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
-# ``_EMPTY_AS_NONE.get(v, v)`` is ``v if v else None`` for a str cell, at C speed (map()).
-_EMPTY_AS_NONE: dict[str, None] = {"": None}
 
 
 def chunk(data: bytes, line0: int, fields: list[str], dialect: dict[str, Any], encoding: str) -> Chunk:
@@ -51,8 +50,13 @@ class CSVKind(ByteBlockKind):
             lines.pop()
         fields: list[str] = chunk["fields"]
         width = len(fields)
-        # An empty CSV cell means "no value": None lets Optional fields validate.
-        none_if_empty = _EMPTY_AS_NONE.get if chunk["dialect"].get("empty_as_none", True) else None
+        # An empty cell (or a null token) is read the way the model's field asks
+        # (flowschema_core.nulls); rows without one, most of them, cost one C-speed check.
+        dialect = chunk["dialect"]
+        mode = dialect.get("empty_cells", "model")
+        tokens = frozenset(dialect.get("null_values") or ("",))
+        actions = processor.nulls.actions(fields, mode)
+        plain = mode == "keep"
         reader = csv.reader(lines, **blocks.reader_options(chunk["dialect"]))
         line0 = chunk["line0"]
         # Without hooks, validation is inlined here: this loop is the hot path of the
@@ -82,22 +86,27 @@ class CSVKind(ByteBlockKind):
                         raw_text = escape_undecodable("".join(lines[start:consumed]).rstrip("\r\n"))
                         batch.parse_error(i, line0 + start + 1, f"bytes that are not valid {encoding}", raw_text)
                     else:
-                        record = dict(zip(fields, map(none_if_empty, row, row) if none_if_empty else row))
+                        if plain or tokens.isdisjoint(row):
+                            record = dict(zip(fields, row))
+                            raw = None
+                        else:
+                            record = apply_nulls(fields, row, actions, tokens)
+                            raw = dict(zip(fields, row))  # the DLQ keeps the cells as read
                         if fast:
                             try:
                                 obj = validate(record)
                             except BaseException as exc:  # noqa: BLE001 - outcome_of re-raises what is not the record's
-                                batch.fail(i, line0 + start + 1, *outcome_of(exc, "validate"), record)
+                                batch.fail(i, line0 + start + 1, *outcome_of(exc, "validate"), record if raw is None else raw)
                             else:
                                 try:
                                     out = dump(obj)
                                 except BaseException as exc:  # noqa: BLE001 - as above
-                                    batch.fail(i, line0 + start + 1, *outcome_of(exc, "dump"), record)
+                                    batch.fail(i, line0 + start + 1, *outcome_of(exc, "dump"), record if raw is None else raw)
                                 else:
                                     valid_append(out)
                                     valid_i_append(i)
                         else:
-                            processor.record(record, i, line0 + start + 1, batch)
+                            processor.record(record, i, line0 + start + 1, batch, raw)
                     i += 1
                 break
             except csv.Error as exc:

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..nulls import apply as apply_nulls
 from .base import Chunk, ChunkKind
 
 if TYPE_CHECKING:
     from ..worker import Batch, ChunkProcessor
 
 
-def chunk(rows: list[Any], fields: list[str] | None = None, lines: list[int] | None = None, bad: list[list[Any]] | None = None) -> Chunk:
-    return {"kind": RowsKind.name, "fields": fields, "rows": rows, "lines": lines, "bad": bad or []}
+def chunk(rows: list[Any], fields: list[str] | None = None, lines: list[int] | None = None, bad: list[list[Any]] | None = None,
+          nulls: dict[str, Any] | None = None) -> Chunk:
+    """``nulls`` (``{"mode": ..., "tokens": [...]}``) when the source's empty cells follow the
+    null policy (:mod:`flowschema_core.nulls`): Excel's do, JSON's and SQL's nulls are data."""
+    made: Chunk = {"kind": RowsKind.name, "fields": fields, "rows": rows, "lines": lines, "bad": bad or []}
+    if nulls:
+        made["nulls"] = nulls
+    return made
 
 
 class RowsKind(ChunkKind):
@@ -26,14 +33,22 @@ class RowsKind(ChunkKind):
     def parse(self, chunk: Chunk, processor: ChunkProcessor, batch: Batch) -> None:
         fields, lines = chunk["fields"], chunk["lines"]
         bad = {b[0]: b for b in chunk["bad"]}
+        nulls = chunk.get("nulls") if fields is not None else None
+        if nulls:
+            tokens = frozenset(nulls["tokens"])
+            actions = processor.nulls.actions(fields, nulls["mode"])
         batch.seen = len(chunk["rows"])
         for i, row in enumerate(chunk["rows"]):
             line = lines[i] if lines else None
             if row is None:
                 _, reason, raw_text = bad[i]
                 batch.parse_error(i, line, reason, raw_text)
+            elif fields is None:
+                processor.record(row, i, line, batch)
+            elif nulls and not tokens.isdisjoint(row):
+                processor.record(apply_nulls(fields, row, actions, tokens), i, line, batch, dict(zip(fields, row)))
             else:
-                processor.record(dict(zip(fields, row)) if fields is not None else row, i, line, batch)
+                processor.record(dict(zip(fields, row)), i, line, batch)
 
     def split(self, chunk_: Chunk) -> tuple[Chunk, Chunk] | None:
         rows = chunk_["rows"]
@@ -43,9 +58,10 @@ class RowsKind(ChunkKind):
         lines = chunk_["lines"]
         left_bad = [b for b in chunk_["bad"] if b[0] < mid]
         right_bad = [[b[0] - mid, *b[1:]] for b in chunk_["bad"] if b[0] >= mid]
+        nulls = chunk_.get("nulls")
         return (
-            chunk(rows[:mid], chunk_["fields"], lines and lines[:mid], left_bad),
-            chunk(rows[mid:], chunk_["fields"], lines and lines[mid:], right_bad),
+            chunk(rows[:mid], chunk_["fields"], lines and lines[:mid], left_bad, nulls),
+            chunk(rows[mid:], chunk_["fields"], lines and lines[mid:], right_bad, nulls),
         )
 
     def describe_single(self, chunk: Chunk) -> tuple[int | None, Any, str | None]:

@@ -60,6 +60,9 @@ class RecordSource(Source):
 
     #: Field names shared by every record (rows then travel as value lists), or None.
     fields: list[str] | None = None
+    #: ``{"mode": ..., "tokens": [...]}`` when empty cells follow the null policy
+    #: (:mod:`flowschema_core.nulls`): set by text-like sources such as Excel.
+    nulls: dict[str, Any] | None = None
 
     @abc.abstractmethod
     def records(self) -> Iterator[tuple[int | None, Any]]:
@@ -80,12 +83,12 @@ class RecordSource(Source):
             lines.append(line)  # type: ignore[arg-type]
             has_lines = has_lines or line is not None
             if len(rows) >= rows_per_chunk:
-                blob, n = codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad))
+                blob, n = codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self.nulls))
                 yield blob, n
                 rows_per_chunk = max(1, min(1_000_000, int(len(rows) * target_bytes / max(n, 1))))
                 rows, lines, bad = [], [], []
         if rows:
-            yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad))
+            yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self.nulls))
 
 
 def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8") -> tuple[bytes, int]:

@@ -12,12 +12,13 @@ import codecs
 import csv
 import io
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import blocks, codec
 from ..errors import ConfigError, SourceError
 from ..kinds import csv as csv_kind
+from ..nulls import EmptyCells, empty_cells_mode, null_tokens
 from ..units import parse_size
 from .base import Source, open_input, oversized_record
 
@@ -30,8 +31,14 @@ class CSVSource(Source):
     :param header: True to read field names from the first record, or a list of names
         when the file has no header row.
     :param skip_rows: physical lines to skip before the header (titles, notes).
-    :param empty_as_none: an empty cell becomes None (so Optional fields validate),
-        rather than the empty string.
+    :param empty_cells: how an empty cell is read: ``"model"`` (the default) the way the
+        model's field asks — ``None`` where the field admits None, not given where it has
+        a default or cannot be a string, ``""`` where it takes a string (see
+        :mod:`flowschema_core.nulls`); ``"none"``: always ``None``; ``"keep"``: always ``""``,
+        as ``csv.DictReader`` reads it.
+    :param null_values: more cell values that mean "no value" (``["NA", "N/A", "-"]``),
+        read like an empty cell. The DLQ keeps every cell as it was read.
+    :param empty_as_none: the older spelling: True is ``empty_cells="none"``, False ``"keep"``.
     :param max_record_bytes: a record longer than this (a giant field, or a stray quote
         that makes the rest of the file one field) is skipped without being held in
         memory and becomes a ``parse`` DLQ record with its first KiB.
@@ -47,7 +54,9 @@ class CSVSource(Source):
         header: bool | list[str] = True,
         skip_rows: int = 0,
         skipinitialspace: bool = False,
-        empty_as_none: bool = True,
+        empty_cells: EmptyCells = "model",
+        null_values: Sequence[str] = (),
+        empty_as_none: bool | None = None,
         max_record_bytes: int | str = "64MiB",
     ) -> None:
         self.path = os.fspath(path)
@@ -70,7 +79,8 @@ class CSVSource(Source):
             # closing quote.
             "strict": True,
             "quoting_enabled": quotechar is not None,
-            "empty_as_none": empty_as_none,
+            "empty_cells": empty_cells_mode(empty_cells, empty_as_none),
+            "null_values": null_tokens(null_values),
         }
         self.fields: list[str] = list(header) if isinstance(header, list) else []
 

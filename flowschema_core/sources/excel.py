@@ -32,10 +32,11 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..errors import ConfigError, MissingDependencyError, SourceError
+from ..nulls import EmptyCells, empty_cells_mode, null_tokens
 from ..units import parse_size
 from .base import ParseFailure, RecordSource, open_input
 
@@ -63,6 +64,10 @@ class ExcelSource(RecordSource):
         this once inflated (zip bomb guard), e.g. ``"1GiB"``.
     :param max_compression_ratio: refuse a zip part (above 16 MiB inflated) compressed more
         than this many times; real sheets stay far below.
+    :param empty_cells: how an empty cell (or an empty string) is read: ``"model"`` (the
+        default) the way the model's field asks (:mod:`flowschema_core.nulls`), ``"none"``
+        always ``None``, ``"keep"`` always ``""``. Applies to sheets with a header row.
+    :param null_values: more string cell values that mean "no value" (``["N/A", "-"]``).
     """
 
     def __init__(
@@ -74,6 +79,8 @@ class ExcelSource(RecordSource):
         skip_rows: int | None = None,
         max_uncompressed_bytes: int | str = "1GiB",
         max_compression_ratio: float = 200.0,
+        empty_cells: EmptyCells = "model",
+        null_values: Sequence[str] = (),
     ) -> None:
         self.path = os.fspath(path)
         self.name = self.path
@@ -92,6 +99,8 @@ class ExcelSource(RecordSource):
         self.max_uncompressed_bytes = parse_size(max_uncompressed_bytes, name="max_uncompressed_bytes")
         self.max_compression_ratio = max_compression_ratio
         self.fields = None
+        # An empty cell reaches the worker as None (an empty string cell too).
+        self.nulls = {"mode": empty_cells_mode(empty_cells, None), "tokens": [None, *null_tokens(null_values)]}
         self._workbook: Any = None
 
     def fingerprint(self) -> dict[str, Any]:

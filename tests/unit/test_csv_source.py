@@ -50,9 +50,17 @@ def test_csv_spectrum_in_tiny_chunks(run_pipeline, name):
     assert run.rows == expected_for(name)
 
 
-def test_empty_cells_become_none_by_default(run_pipeline):
+def test_empty_cells_of_columns_the_model_does_not_declare_stay_empty_strings(run_pipeline):
+    # The null policy (tests/unit/test_null_policy.py): a column that is not a field of the
+    # model (this model allows extras) is read as csv.DictReader reads it.
     run = run_pipeline(fs.CSVSource(SPECTRUM / "csvs" / "empty.csv"))
+    assert run.rows == [{"a": "1", "b": "", "c": ""}, {"a": "2", "b": "3", "c": "4"}]
+
+
+def test_empty_cells_none_reads_every_empty_cell_as_none(run_pipeline):
+    run = run_pipeline(fs.CSVSource(SPECTRUM / "csvs" / "empty.csv", empty_cells="none"))
     assert run.rows == [{"a": "1", "b": None, "c": None}, {"a": "2", "b": "3", "c": "4"}]
+    assert run_pipeline(fs.CSVSource(SPECTRUM / "csvs" / "empty.csv", empty_as_none=True)).rows == run.rows
 
 
 # -- encodings and dialects ------------------------------------------------------------
