@@ -48,7 +48,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerError, WorkerPoolError
-from flowschema_core.plugin import Executor, RemoteTraceback, Slot, Task, TaskPool, WorkerSpec, resolve
+from flowschema_core.plugin import PooledExecutor, RemoteTraceback, Slot, Task, WorkerSpec, resolve
 
 __all__ = ["RayExecutor"]
 
@@ -75,7 +75,7 @@ class _Actor(Slot):
         self.booted: concurrent.futures.Future[Any] | None = None  # its ready() call
 
 
-class RayExecutor(Executor):
+class RayExecutor(PooledExecutor):
     """Process chunks in ``num_actors`` Ray actors, locally or on a cluster.
 
     :param address: ``None`` to start a private local Ray (or join ``RAY_ADDRESS`` when it
@@ -97,6 +97,11 @@ class RayExecutor(Executor):
     :param workers: another name for ``num_actors``, the one every pooled executor takes.
     """
 
+    noun, nouns = "Ray actor", "Ray actors"
+    # An actor that dies right after a call may take the call's reply with it: a death is
+    # charged only to a chunk that was alone on its actor (see flowschema_core.executors.pool).
+    exact_deaths = False
+
     def __init__(
         self,
         address: str | None = None,
@@ -112,31 +117,21 @@ class RayExecutor(Executor):
         start_timeout: float = 120.0,
         workers: int | None = None,
     ) -> None:
-        super().__init__()
         if workers is not None:  # the name every pooled executor takes (the CLI's --workers)
             if num_actors not in (2, workers):
                 raise ConfigError(f"give workers or num_actors, not both ({workers} != {num_actors})")
             num_actors = workers
         if num_actors < 1:
             raise ConfigError(f"num_actors must be at least 1, got {num_actors}")
-        if max_attempts < 1 or prefetch < 1 or max_restarts < 0:
-            raise ConfigError("max_attempts and prefetch must be at least 1, max_restarts at least 0")
+        super().__init__(num_actors, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts)
         if num_cpus is not None and num_cpus < 1:
             raise ConfigError(f"num_cpus must be at least 1, got {num_cpus}")
         self.address, self.num_actors, self.num_cpus = address, num_actors, num_cpus
         self.actor_options = {"num_cpus": 1, **(actor_options or {})}
-        self.max_attempts, self.max_restarts, self.prefetch = max_attempts, max_restarts, prefetch
         self.runtime_env, self.init_options = runtime_env, dict(init_options or {})
         self.start_timeout = start_timeout
-        self.parallelism = num_actors * prefetch
-        self._lock = threading.Lock()
-        self._pool: list[_Actor] = []
-        self._tasks = TaskPool(self.stats, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts,
-                               noun="Ray actor", nouns="Ray actors", exact_deaths=False)
-        self._unfinished: set[Future[bytes]] = set()
         self._events: queue.SimpleQueue[tuple[_Call, concurrent.futures.Future[bytes]] | None] = queue.SimpleQueue()
         self._handler: threading.Thread | None = None
-        self._closing = False
         self._connected_here = False
         self._actor_cls: Any = None
         self._spec_ref: Any = None
@@ -161,11 +156,12 @@ class RayExecutor(Executor):
         self._actor_cls = ray.remote(ChunkActor).options(max_restarts=0, max_task_retries=0, **self.actor_options)
         self._spec_ref = ray.put(spec_blob)
         self._sys_path = _user_paths()
-        self._pool = [self._new_actor() for _ in range(self.num_actors)]
+        self._pool = [_Actor(self._actor_cls.remote(self._spec_ref, self._sys_path)) for _ in range(self.num_actors)]
         self.stats.workers = self.num_actors
         self._wait_ready()
         self._handler = threading.Thread(target=self._handle_loop, name="flowschema-ray-handler", daemon=True)
         self._handler.start()
+        self._started = True
 
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():
@@ -183,8 +179,12 @@ class RayExecutor(Executor):
             ray.init(address="local", num_cpus=self.num_cpus or self.num_actors, **options)
         self._connected_here = True
 
-    def _new_actor(self) -> _Actor:
-        return _Actor(self._actor_cls.remote(self._spec_ref, self._sys_path))
+    def _spawn(self) -> _Actor:
+        # A replacement: learn its pid once it is up (for worker_pids()); its chunks queue meanwhile.
+        actor = _Actor(self._actor_cls.remote(self._spec_ref, self._sys_path))
+        actor.booted = actor.handle.ready.remote().future()
+        actor.booted.add_done_callback(functools.partial(self._on_ready, actor))
+        return actor
 
     def _wait_ready(self) -> None:
         # Fail fast when the actors cannot even build the model: that is a config problem.
@@ -214,26 +214,13 @@ class RayExecutor(Executor):
         with self._lock:
             return [a.handle for a in self._pool if a.alive]
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if wait and not cancel_futures:
-            with self._lock:
-                unfinished = list(self._unfinished)
-            concurrent.futures.wait(unfinished)
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            pool, self._pool = self._pool, []
-            orphans = [*self._tasks.pending, *(call.task for actor in pool for call in actor.assigned)]
-            self._tasks.pending.clear()
-            for actor in pool:
-                actor.assigned.clear()
-                actor.alive = False
+    def _held(self, slot: Any) -> list[Task]:
+        return [call.task for call in slot.assigned]
+
+    def _stop_workers(self, pool: list[Any], graceful: bool) -> None:
         for actor in pool:
+            actor.alive = False
             self._kill(actor)
-        for task in orphans:
-            if not task.future.cancel():
-                resolve(task.future, error=WorkerPoolError("executor shut down"))
         self._events.put(None)
         if self._handler is not None and self._handler is not threading.current_thread():
             self._handler.join(timeout=10)
@@ -247,29 +234,7 @@ class RayExecutor(Executor):
         except Exception:  # noqa: BLE001 - already dead or Ray already down: nothing to stop
             pass
 
-    # -- submitting ------------------------------------------------------------------
-    def submit(self, blob: bytes) -> Future[bytes]:
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("cannot submit to an executor that was shut down")
-            if self._actor_cls is None:
-                raise RuntimeError("RayExecutor.submit() called before start()")
-            future = self._tasks.add(blob)
-            if future.done():
-                return future  # the pool has failed
-            self._unfinished.add(future)
-            future.add_done_callback(self._forget)
-            self._dispatch()
-        return future
-
-    def _forget(self, future: Future[bytes]) -> None:
-        with self._lock:
-            self._unfinished.discard(future)
-
-    def _dispatch(self) -> None:
-        # Called with the lock held.
-        self._tasks.dispatch(self._pool, self._send)
-
+    # -- sending -------------------------------------------------------------------
     def _send(self, actor: Slot, task: Task) -> None:
         assert isinstance(actor, _Actor)
         call = _Call(task, actor)
@@ -311,43 +276,21 @@ class RayExecutor(Executor):
 
     def _on_death(self, actor: _Actor, exc: BaseException, settled: list[Any]) -> BaseException | None:
         # Called with the lock held; returns a pool failure, if the restart budget is spent.
-        actor.alive = False
-        self._pool.remove(actor)
         self._kill(actor)
-        tasks = [call.task for call in actor.assigned]
-        actor.assigned.clear()
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         how = f"died ({type(exc).__name__}: {first_line})" if first_line else f"died ({type(exc).__name__})"
         # An actor that died before it was up is not blamed for the chunks queued on it.
         # (Its ready() call ran before any chunk, so its future is settled by now if it did.)
         booted = actor.booted
         started = actor.ready or (booted is not None and booted.done() and booted.exception() is None)
-        crashed, failure = self._tasks.on_death(tasks, how, None, started=started)
+        crashed, failure = self._worker_died(actor, how, None, started=started)
         settled.extend((task.future, None, error) for task, error in crashed)
-        if failure is not None:
-            return failure
-        try:
-            replacement = self._new_actor()
-            self._pool.append(replacement)
-            # Learn its pid once it is up (for worker_pids()); its chunks queue meanwhile.
-            replacement.booted = replacement.handle.ready.remote().future()
-            replacement.booted.add_done_callback(functools.partial(self._on_ready, replacement))
-        except Exception as error:  # noqa: BLE001 - Ray refused: the pool cannot go on
-            return WorkerPoolError(f"cannot start a replacement Ray actor: {error}")
-        return None
+        return failure
 
     def _on_ready(self, actor: _Actor, outcome: concurrent.futures.Future[Any]) -> None:
         if outcome.exception() is None:
             with self._lock:
                 actor.pid, actor.ready = outcome.result(), True
-
-    def _fail_all(self, error: BaseException) -> None:
-        with self._lock:
-            tasks = self._tasks.drain(error, [call.task for actor in self._pool for call in actor.assigned])
-            for actor in self._pool:
-                actor.assigned.clear()
-        for task in tasks:
-            resolve(task.future, error=error)
 
 
 def _import_ray() -> Any:

@@ -13,8 +13,9 @@ future fails with :class:`WorkerCrashedError` so the pipeline can split it and i
 the poison record. Chunks queued behind it go back to the front of the queue without
 being charged an attempt. A replacement worker starts at once; after ``max_restarts``
 replacements the run stops with :class:`WorkerPoolError` rather than loop forever. (These
-rules live in :mod:`flowschema_core.executors.pool`, shared with the Ray plugin; this
-module is the transport.)
+rules live in :mod:`flowschema_core.executors.pool` and the lifecycle in
+:mod:`flowschema_core.executors.pooled`, shared with the Ray plugin; this module is the
+transport.)
 
 ``worker_memory_limit`` caps each worker's address space: a chunk that needs more gets a
 MemoryError in the worker, is split like a crashing chunk, and the record responsible
@@ -26,13 +27,11 @@ like multiprocessing's *spawn*, but the user's ``__main__`` is never re-run in t
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import queue
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -40,8 +39,9 @@ from .. import codec
 from ..errors import ConfigError, WorkerCrashedError, WorkerError, WorkerPoolError, describe_exit
 from ..units import parse_size
 from ..worker import WorkerSpec
-from .base import Executor, RemoteTraceback
-from .pool import Slot, Task, TaskPool, resolve
+from .base import RemoteTraceback
+from .pool import Slot, Task, resolve
+from .pooled import PooledExecutor
 
 
 class _Worker(Slot):
@@ -97,8 +97,10 @@ class _Worker(Slot):
         self._sends.put(None)
 
 
-class MultiprocessingExecutor(Executor):
+class MultiprocessingExecutor(PooledExecutor):
     """Process chunks in ``workers`` separate processes (default: one per CPU)."""
+
+    noun, nouns = "worker process", "worker processes"
 
     def __init__(
         self,
@@ -110,23 +112,10 @@ class MultiprocessingExecutor(Executor):
         start_timeout: float = 120.0,
         worker_memory_limit: int | str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(os.cpu_count() or 1 if workers is None else workers, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts)
         self.worker_memory_limit = parse_size(worker_memory_limit, name="worker_memory_limit") if worker_memory_limit else None
-        workers = os.cpu_count() or 1 if workers is None else workers
-        if workers < 1:
-            raise ConfigError(f"workers must be at least 1, got {workers}")
-        if max_attempts < 1 or prefetch < 1:
-            raise ConfigError("max_attempts and prefetch must be at least 1")
-        self.workers = workers
-        self.parallelism = workers * prefetch
-        self.prefetch, self.max_attempts, self.max_restarts = prefetch, max_attempts, max_restarts
         self.start_timeout = start_timeout
-        self._lock = threading.Lock()
-        self._pool: list[_Worker] = []
-        self._tasks = TaskPool(self.stats, prefetch=prefetch, max_attempts=max_attempts, max_restarts=max_restarts,
-                               noun="worker process", nouns="worker processes")
         self._spec_message = b""
-        self._closing = False
         self._collector: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
@@ -137,11 +126,18 @@ class MultiprocessingExecutor(Executor):
             self._spec_message = cloudpickle.dumps(spec)
         except Exception as exc:
             raise ConfigError(f"the model or a hook cannot be sent to worker processes: {exc}") from exc
-        self._pool = [_Worker(self._spec_message, self.worker_memory_limit) for _ in range(self.workers)]
+        self._pool = [self._spawn() for _ in range(self.workers)]
         self.stats.workers = self.workers
         self._wait_ready()
         self._collector = threading.Thread(target=self._collect_loop, name="flowschema-collector", daemon=True)
         self._collector.start()
+        self._started = True
+
+    def _spawn(self) -> _Worker:
+        return _Worker(self._spec_message, self.worker_memory_limit)
+
+    def _send(self, slot: Any, task: Task) -> None:
+        slot.send(task)
 
     def _wait_ready(self) -> None:
         # Fail fast when workers cannot even build the model: that is a config problem.
@@ -167,19 +163,9 @@ class MultiprocessingExecutor(Executor):
         with self._lock:
             return [w.pid for w in self._pool if w.alive and w.ready]
 
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        if wait and not cancel_futures:
-            # concurrent.futures semantics: let the submitted chunks finish first.
-            with self._lock:
-                unfinished = [t.future for t in self._tasks.pending] + [t.future for w in self._pool for t in w.assigned]
-            concurrent.futures.wait(unfinished)
-        with self._lock:
-            self._closing = True
-            pool, self._pool = self._pool, []
-            orphans = [*self._tasks.pending, *(task for worker in pool for task in worker.assigned)]
-            self._tasks.pending.clear()
+    def _stop_workers(self, pool: list[Any], graceful: bool) -> None:
         for worker in pool:
-            if wait and not cancel_futures:
+            if graceful:
                 worker.stop()
             else:
                 worker.kill()
@@ -189,29 +175,11 @@ class MultiprocessingExecutor(Executor):
             self._collector.join()
         for worker in pool:
             try:
-                worker.process.wait(timeout=10 if wait else 2)
+                worker.process.wait(timeout=10 if graceful else 2)
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
             worker.inbox.close()
-        for task in orphans:
-            if not task.future.done() and not task.future.cancel():
-                task.future.set_exception(WorkerPoolError("executor shut down"))
-
-    # -- submitting ------------------------------------------------------------------
-    def submit(self, blob: bytes) -> Future[bytes]:
-        with self._lock:
-            if self._closing:
-                raise RuntimeError("cannot submit to an executor that was shut down")
-            if self._collector is None:
-                raise RuntimeError("MultiprocessingExecutor.submit() called before start()")
-            future = self._tasks.add(blob)
-            self._dispatch()
-        return future
-
-    def _dispatch(self) -> None:
-        # Called with the lock held.
-        self._tasks.dispatch(self._pool, lambda worker, task: worker.send(task))  # type: ignore[attr-defined]
 
     # -- collecting ------------------------------------------------------------------
     def _collect_loop(self) -> None:
@@ -261,31 +229,13 @@ class MultiprocessingExecutor(Executor):
 
     def _on_death(self, worker: _Worker) -> None:
         exit_code = worker.process.wait()
-        how = describe_exit(exit_code)
         with self._lock:
-            worker.alive = False
             worker.kill()
             worker.inbox.close()
             if self._closing:
                 return
-            self._pool.remove(worker)
-            crashed, failure = self._tasks.on_death(list(worker.assigned), how, exit_code, started=worker.ready)
-            worker.assigned.clear()
-            if failure is None:
-                try:
-                    self._pool.append(_Worker(self._spec_message, self.worker_memory_limit))
-                except OSError as exc:
-                    failure = WorkerPoolError(f"cannot start a replacement worker: {exc}")
-                self._dispatch()
+            crashed, failure = self._worker_died(worker, describe_exit(exit_code), exit_code, started=worker.ready)
         for task, error in crashed:
             resolve(task.future, error=error)
         if failure is not None:
             self._fail_all(failure)
-
-    def _fail_all(self, error: BaseException) -> None:
-        with self._lock:
-            tasks = self._tasks.drain(error, [task for worker in self._pool for task in worker.assigned])
-            for worker in self._pool:
-                worker.assigned.clear()
-        for task in tasks:
-            resolve(task.future, error=error)

@@ -26,6 +26,13 @@ def loaded():
         yield
 
 
+@pytest.fixture(scope="module")
+def one_core_loaded():
+    # Lighter: under full load a replacement Ray actor takes ~14 s to start here.
+    with cpu_load(1):
+        yield
+
+
 def poison_scenario(seed: int, tmp_path, executor_factory, *, rows: int = ROWS, chunk_sizes=("256B", "512B", "1KiB", "2KiB"),
                     attempts=(1, 2)) -> None:
     """Run one seed of the poison scenario and check that only the poison record is blamed."""
