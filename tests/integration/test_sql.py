@@ -256,13 +256,15 @@ def test_dropped_postgres_connection_is_retried(tmp_path: pathlib.Path, postgres
     done = threading.Event()
 
     def kill_while_rows_land() -> None:
-        # Once rows land, drop the sink's connections every 0.1 s until the run ends, so
-        # some drops hit a transaction in flight (a drop between chunks is healed by the
-        # pool's pre-ping without a retry).
+        # Once rows land, drop the sink's connections every 0.1 s, so some drops hit a
+        # transaction in flight (a drop between chunks is healed by the pool's pre-ping
+        # without a retry) -- until the sink has retried twice. Killing on until the run
+        # ends made the test flaky: on a loaded machine a reconnect plus a transaction can
+        # take longer than 0.1 s, so every attempt was killed and the retry budget ran out.
         deadline = time.monotonic() + 60
         with killer_engine.connect() as conn:
             conn.execution_options(isolation_level="AUTOCOMMIT")
-            while time.monotonic() < deadline and not done.is_set():
+            while time.monotonic() < deadline and not done.is_set() and sink.retries < 2:
                 try:
                     n = conn.exec_driver_sql("SELECT count(*) FROM nums").scalar()
                 except sa.exc.ProgrammingError:  # table not created yet
