@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from typing import Any
@@ -37,6 +36,8 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from benchmarks import harness  # noqa: E402
 
 BENCH_DIR = os.path.join(ROOT, "build", "bench")
 POOL_CHUNK = 5000
@@ -167,76 +168,31 @@ def run_flowschema(path: str, out_dir: str, workers: int, budget: str) -> dict[s
 
 
 def _child_main(kind: str, path: str, out_dir: str, workers: int, budget: str) -> None:
-    import resource
-
-    started = time.perf_counter()
-    if kind == "single":
-        result = run_single(path, out_dir)
-    elif kind == "pool":
-        result = run_pool(path, out_dir, workers)
-    else:
-        result = run_flowschema(path, out_dir, workers, budget)
-    result["wall_s"] = time.perf_counter() - started
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    result["cpu_s"] = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-    print("RESULT " + json.dumps(result), flush=True)
-
-
-# -- the RSS sampler (a separate process) ----------------------------------------------
-def _sampler_main(pid: int, interval: float) -> None:
-    """Poll the tree of ``pid`` until it exits or stdin closes; print the peak RSS."""
-    import select
-
-    from flowschema_core.report import tree_rss
-
-    peak = samples = 0
-    while True:
-        total = tree_rss(pid)
-        if not total:
-            break  # the measured process is gone
-        peak, samples = max(peak, total), samples + 1
-        ready, _, _ = select.select([sys.stdin], [], [], interval)
-        if ready and not sys.stdin.readline():
-            break
-    print(json.dumps({"peak_rss": peak, "samples": samples}), flush=True)
+    with harness.timed({}) as result:
+        if kind == "single":
+            result.update(run_single(path, out_dir))
+        elif kind == "pool":
+            result.update(run_pool(path, out_dir, workers))
+        else:
+            result.update(run_flowschema(path, out_dir, workers, budget))
+    harness.report_result(result)
 
 
 def measure(kind: str, path: str, rows: int, workers: int, budget: str) -> dict[str, Any]:
     """Run one contender in a fresh interpreter, its tree's RSS sampled from outside."""
     out_dir = os.path.join(BENCH_DIR, "out")
     os.makedirs(out_dir, exist_ok=True)
-    me = os.path.abspath(__file__)
-    child = subprocess.Popen(
-        [sys.executable, me, "--_child", kind, path, out_dir, str(workers), budget],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    sampler = subprocess.Popen(
-        [sys.executable, me, "--_sample", str(child.pid)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    stdout, _ = child.communicate()
-    sampled, _ = sampler.communicate("")  # EOF on stdin: report and exit
-    if child.returncode != 0:
-        raise SystemExit(f"{kind} run failed with exit code {child.returncode}")
-    line = next(s for s in stdout.splitlines() if s.startswith("RESULT "))
-    result: dict[str, Any] = json.loads(line[len("RESULT "):])
-    result.update(json.loads(sampled))
+    result = harness.run_child([sys.executable, os.path.abspath(__file__), "--_child", kind, path, out_dir, str(workers), budget])
     result["rows"] = rows
     result["rows_per_s"] = rows / result["wall_s"]
     return result
 
 
 # -- report ----------------------------------------------------------------------------
-def _mb(n: float) -> str:
-    return f"{n / 2**20:,.0f} MiB"
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--_child"]:
         _child_main(argv[1], argv[2], argv[3], int(argv[4]), argv[5])
-        return 0
-    if argv[:1] == ["--_sample"]:
-        _sampler_main(int(argv[1]), 0.05)
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -265,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         for kind in order:
             print(f"  round {round_ + 1}: {labels[kind]} ...", end=" ", flush=True)
             r = measure(kind, path, args.rows, args.workers, args.budget)
-            print(f"{r['rows_per_s']:,.0f} rows/s, peak tree RSS {_mb(r['peak_rss'])}", flush=True)
+            print(f"{r['rows_per_s']:,.0f} rows/s, peak tree RSS {harness.mib(r['peak_rss'])}", flush=True)
             if r["invalid"] != expected_invalid or r["valid"] != args.rows - expected_invalid:
                 raise SystemExit(f"{kind}: {r['valid']} valid / {r['invalid']} invalid, expected {args.rows - expected_invalid} / {expected_invalid}")
             runs[kind].append(r)
@@ -277,13 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     print("-" * len(header))
     for kind in kinds:
         r = best[kind]
-        print(f"{labels[kind]:<48} {r['rows_per_s']:>10,.0f} {r['wall_s']:>8.2f} {r['cpu_s']:>7.1f} {_mb(r['peak_rss']):>14}")
+        print(f"{labels[kind]:<48} {r['rows_per_s']:>10,.0f} {r['wall_s']:>8.2f} {r['cpu_s']:>7.1f} {harness.mib(r['peak_rss']):>14}")
     fsr = best["flowschema"]
     ratios = {}
     if not args.skip_baselines:
         ratios = {"vs_single": fsr["rows_per_s"] / best["single"]["rows_per_s"], "vs_pool": fsr["rows_per_s"] / best["pool"]["rows_per_s"]}
         print(f"\nFlowSchema / (a) one process: {ratios['vs_single']:.2f}x    FlowSchema / (b) Pool: {ratios['vs_pool']:.2f}x")
-    print(f"FlowSchema peak bytes in flight: {_mb(fsr['peak_bytes_in_flight'])} of a {_mb(budget_bytes)} budget "
+    print(f"FlowSchema peak bytes in flight: {harness.mib(fsr['peak_bytes_in_flight'])} of a {harness.mib(budget_bytes)} budget "
           f"({fsr['chunks']} chunks, reader blocked {fsr['reader_blocked_s']:.2f} s)")
 
     flatness: dict[str, Any] = {}
@@ -296,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         large = measure("flowschema", large_path, large_rows, args.workers, args.budget)
         flatness = {"small_rows": args.rows, "small_peak_rss": fsr["peak_rss"], "large_rows": large_rows,
                     "large_peak_rss": large["peak_rss"], "ratio": large["peak_rss"] / fsr["peak_rss"]}
-        print(f"  {args.rows:>10,} rows: peak tree RSS {_mb(fsr['peak_rss'])}")
-        print(f"  {large_rows:>10,} rows: peak tree RSS {_mb(large['peak_rss'])}, {large['rows_per_s']:,.0f} rows/s")
+        print(f"  {args.rows:>10,} rows: peak tree RSS {harness.mib(fsr['peak_rss'])}")
+        print(f"  {large_rows:>10,} rows: peak tree RSS {harness.mib(large['peak_rss'])}, {large['rows_per_s']:,.0f} rows/s")
         print(f"  ratio {flatness['ratio']:.2f} (1.00 = flat)")
 
     if args.json:

@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/bench_sources.py --small 20000 --large 200000   # quicker
 
 For each source (a Parquet file, an SQLite table) and each size, a fresh child process
-runs ``Pipeline(source → model → JSONLSink)`` with ``max_bytes_in_flight="64MB"``; this
-process samples the child's whole process tree RSS (psutil, every 10 ms) and keeps the
-peak. The inputs are generated once, in batches, and cached under ``--dir``. The figure
+runs ``Pipeline(source → model → JSONLSink)`` with ``max_bytes_in_flight="64MB"``; a
+separate sampler process (``benchmarks/harness.py``) samples the child's whole process
+tree RSS every 50 ms and keeps the peak. The inputs are generated once, in batches, and cached under ``--dir``. The figure
 that matters is the ratio peak(large) / peak(small): the target is ≤ 1.1 (flat memory).
 """
 
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from decimal import Decimal
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from benchmarks import harness  # noqa: E402
 
 BATCH = 50_000
 
@@ -88,29 +87,12 @@ def child(kind: str, path: str, executor: str) -> None:
     for name in os.listdir(out):
         os.unlink(os.path.join(out, name))
     os.rmdir(out)
-    print(json.dumps({"rows": report.rows_read, "valid": report.rows_valid, "elapsed_s": report.elapsed_s,
-                      "peak_bytes_in_flight": report.peak_bytes_in_flight}))
+    harness.report_result({"rows": report.rows_read, "valid": report.rows_valid, "elapsed_s": report.elapsed_s,
+                           "peak_bytes_in_flight": report.peak_bytes_in_flight})
 
 
 def measure(kind: str, path: str, executor: str) -> dict:
-    import psutil
-
-    proc = subprocess.Popen([sys.executable, __file__, "--child", kind, path, "--executor", executor], stdout=subprocess.PIPE, text=True)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            total = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
-        except psutil.Error:
-            total = 0
-        peak = max(peak, total)
-        time.sleep(0.01)
-    out, _ = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"child failed ({proc.returncode}) for {kind} {path}")
-    result = json.loads(out.strip().splitlines()[-1])
-    result["peak_rss"] = peak
-    return result
+    return harness.run_child([sys.executable, os.path.abspath(__file__), "--child", kind, path, "--executor", executor])
 
 
 def main() -> None:
@@ -127,7 +109,7 @@ def main() -> None:
         return
     os.makedirs(args.dir, exist_ok=True)
     kinds = [args.only] if args.only else ["parquet", "sqlite"]
-    print(f"max_bytes_in_flight=64MB, executor={args.executor}, peak RSS of the child's process tree (sampled every 10 ms)")
+    print(f"max_bytes_in_flight=64MB, executor={args.executor}, peak RSS of the child's process tree (sampled every 50 ms)")
     print(f"{'source':8} {'rows':>10} {'seconds':>8} {'rows/s':>9} {'peak RSS':>10}")
     for kind in kinds:
         peaks = {}
