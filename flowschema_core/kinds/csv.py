@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import blocks
 from ..dlq import escape_undecodable, outcome_of
+from ..nulls import KEEP, TO_NONE
 from ..nulls import apply as apply_nulls
 from .base import ByteBlockKind, Chunk
 
@@ -53,10 +54,14 @@ class CSVKind(ByteBlockKind):
         # An empty cell (or a null token) is read the way the model's field asks
         # (flowschema_core.nulls); rows without one, most of them, cost one C-speed check.
         dialect = chunk["dialect"]
-        mode = dialect.get("empty_cells", "model")
         tokens = frozenset(dialect.get("null_values") or ("",))
-        actions = processor.nulls.actions(fields, mode)
-        plain = mode == "keep"
+        actions = processor.nulls.actions(fields, dialect.get("empty_cells", "model"))
+        # Three ways, cheapest first: no column needs a change (every field takes ""); only
+        # "" means empty and column names are unique, so each empty cell is found with
+        # list.count / list.index at C speed and fixed in place; else the general loop.
+        plain = all(action == KEEP for action in actions)
+        only_empty = tokens == {""} and len(set(fields)) == width
+        fix = {j: (fields[j], action == TO_NONE) for j, action in enumerate(actions) if action != KEEP}
         reader = csv.reader(lines, **blocks.reader_options(chunk["dialect"]))
         line0 = chunk["line0"]
         # Without hooks, validation is inlined here: this loop is the hot path of the
@@ -86,27 +91,41 @@ class CSVKind(ByteBlockKind):
                         raw_text = escape_undecodable("".join(lines[start:consumed]).rstrip("\r\n"))
                         batch.parse_error(i, line0 + start + 1, f"bytes that are not valid {encoding}", raw_text)
                     else:
-                        if plain or tokens.isdisjoint(row):
-                            record = dict(zip(fields, row))
-                            raw = None
-                        else:
+                        record: dict[str, Any] = dict(zip(fields, row))
+                        changed = False  # the DLQ keeps the cells as read, never the converted record
+                        if plain:
+                            pass
+                        elif only_empty:
+                            empties = row.count("")
+                            j = -1
+                            while empties:
+                                j = row.index("", j + 1)
+                                empties -= 1
+                                if j in fix:
+                                    name, to_none = fix[j]
+                                    if to_none:
+                                        record[name] = None
+                                    else:
+                                        del record[name]
+                                    changed = True
+                        elif not tokens.isdisjoint(row):
                             record = apply_nulls(fields, row, actions, tokens)
-                            raw = dict(zip(fields, row))  # the DLQ keeps the cells as read
+                            changed = True
                         if fast:
                             try:
                                 obj = validate(record)
                             except BaseException as exc:  # noqa: BLE001 - outcome_of re-raises what is not the record's
-                                batch.fail(i, line0 + start + 1, *outcome_of(exc, "validate"), record if raw is None else raw)
+                                batch.fail(i, line0 + start + 1, *outcome_of(exc, "validate"), dict(zip(fields, row)) if changed else record)
                             else:
                                 try:
                                     out = dump(obj)
                                 except BaseException as exc:  # noqa: BLE001 - as above
-                                    batch.fail(i, line0 + start + 1, *outcome_of(exc, "dump"), record if raw is None else raw)
+                                    batch.fail(i, line0 + start + 1, *outcome_of(exc, "dump"), dict(zip(fields, row)) if changed else record)
                                 else:
                                     valid_append(out)
                                     valid_i_append(i)
                         else:
-                            processor.record(record, i, line0 + start + 1, batch, raw)
+                            processor.record(record, i, line0 + start + 1, batch, dict(zip(fields, row)) if changed else None)
                     i += 1
                 break
             except csv.Error as exc:
