@@ -5,7 +5,8 @@ line on stderr, never a traceback, and an exit code that says whose move it is:
 
 ====  =================================================================================
 0     the run finished (bad records are in the DLQ: that is a finished run)
-1     the run failed: a source or sink could not be read or written, the workers failed
+1     the run failed: a source or sink could not be read or written, the workers failed,
+      more records were invalid than --max-invalid allows
 2     a mistake to fix in the command: a missing module, class or file, a bad option or
       configuration, a checkpoint that belongs to another run
 70    an accounting breach (read != valid + invalid + filtered): a bug in FlowSchema,
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE", help="extra sink option (repeatable)")
     run.add_argument("--checkpoint", metavar="DIR", help="record progress in DIR; running again with the same DIR after a crash resumes exactly")
     run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
+    run.add_argument("--max-invalid", metavar="N_OR_PCT", help="stop once more records than this are invalid: a count (1000) or a share (5%%)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
     return parser
 
@@ -139,7 +141,7 @@ def run_command(args: argparse.Namespace) -> int:
     errors = registry.sink_for(args.errors) if args.errors else None
     executor = registry.make_executor(args.executor, **({"workers": args.workers} if args.workers is not None else {}))
     report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes,
-                      checkpoint=args.checkpoint).run()
+                      checkpoint=args.checkpoint, max_invalid=args.max_invalid).run()
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(report.to_json())

@@ -8,6 +8,7 @@
     ├── SourceError                           an input cannot be read as a whole
     ├── SinkError                             an output cannot be written or committed
     ├── CheckpointError                       a checkpoint is unreadable or not this run's
+    ├── InvalidRecordsError                   more records refused than max_invalid allows
     ├── ExecutionError                        the workers could not process the chunks
     │   ├── WorkerCrashedError  (transient)   a worker died holding a chunk
     │   ├── WorkerPoolError                   workers keep dying, or cannot start
@@ -78,6 +79,10 @@ class SinkError(FlowSchemaError):
 
 class CheckpointError(FlowSchemaError):
     """A checkpoint is unreadable or belongs to a different source, model or config."""
+
+
+class InvalidRecordsError(FlowSchemaError):
+    """The run refused more records than ``max_invalid`` allows; the DLQ keeps them."""
 
 
 class ExecutionError(FlowSchemaError):

@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .budget import ErrorBudget
 from .checkpoint import CheckpointStore
 from .dlq import DLQ_FIELDS
 from .errors import ConfigError
@@ -42,6 +43,9 @@ class Pipeline:
         crash skips exactly the records already written and finishes the run, so the
         outputs equal an uninterrupted run's. A finished run's checkpoint makes a re-run a
         no-op that returns the saved report.
+    :param max_invalid: the error budget: a count (``1000``) or a share (``"5%"``) of
+        invalid records past which the run stops with :class:`InvalidRecordsError` (the
+        DLQ keeps what it has; nothing appears under the sink's final name). Default: none.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class Pipeline:
         run_id: str | None = None,
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_interval: float = 1.0,
+        max_invalid: int | str | None = None,
     ) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise ConfigError(f"model must be a pydantic.BaseModel subclass, not {model!r}")
@@ -78,6 +83,8 @@ class Pipeline:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.checkpoint = CheckpointStore(checkpoint) if checkpoint is not None else None
         self.checkpoint_interval = checkpoint_interval
+        self.max_invalid = max_invalid
+        ErrorBudget.parse(max_invalid)  # a bad value is a ConfigError now, not mid-run
 
     def run(self) -> RunReport:
         """Run to the end and return the report. Ctrl-C stops cleanly: the report then

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as checkpoint_mod
 from . import codec, dlq
+from .budget import ErrorBudget
 from .checkpoint import fault_point
 from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
-from .errors import AccountingError, FlowSchemaError, WorkerCrashedError
+from .errors import AccountingError, FlowSchemaError, InvalidRecordsError, WorkerCrashedError
 from .kinds import kind_of
 from .ledger import ByteLedger
 from .report import RunReport, Sampler
@@ -70,6 +71,7 @@ class Run:
         self.stop = threading.Event()
         self.reader: threading.Thread | None = None
         self.opened: list[Sink] = []
+        self.budget = ErrorBudget.parse(pipeline.max_invalid)
         self.report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(self.executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight,
@@ -121,6 +123,10 @@ class Run:
             report.stop_signal = signals.name or "SIGINT"
             log.warning("%s: stopping the run; nothing is written under the final output names", report.stop_signal)
             self._abort()
+        except InvalidRecordsError:
+            signals.armed = False
+            self._abort(keep_dlq=True)
+            raise
         except BaseException:
             signals.armed = False
             self._abort()
@@ -154,13 +160,17 @@ class Run:
         report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
         report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
 
-    def _abort(self) -> None:
+    def _abort(self, *, keep_dlq: bool = False) -> None:
+        """Stop reading and working; remove the outputs' temporary files (or keep them
+        for a checkpoint's resume). ``keep_dlq``: the DLQ so far goes under its final name."""
         self.stop.set()
         self.ledger.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         for sink in self.opened:
             if self.store is not None:
                 sink.suspend()  # a checkpointed run keeps its partial output for the resume
+            elif keep_dlq and sink is self.errors:
+                sink.commit()
             else:
                 sink.abort()
 
@@ -242,6 +252,9 @@ class Run:
         report.rows_valid += valid
         report.rows_invalid += len(errors)
         report.rows_filtered += filtered
+        if self.budget is not None:
+            self.budget.count(errors)
+            self.budget.check(report.rows_read, report.rows_invalid, self.source.name, self.errors.name)
 
     def _refused(self, refused: Sequence[tuple[int, str]], result: ChunkResult) -> list[ChunkError]:
         """DLQ entries (stage ``sink``) for the rows the sink refused."""

@@ -55,6 +55,7 @@ def test_missing_dependency_names_the_extra():
         (fs.CheckpointError("x"), 2),
         (fs.SourceError("x"), 1),
         (fs.SinkError("x"), 1),
+        (fs.InvalidRecordsError("x"), 1),
         (fs.WorkerPoolError("x"), 1),
         (fs.AccountingError("x"), 70),
     ],
