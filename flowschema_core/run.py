@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import queue
 import threading
 import time
@@ -144,7 +145,12 @@ class Run:
     def _open_sinks(self) -> None:
         """Open the sink and the DLQ (at their checkpointed state, when resuming)."""
         model = self.pipeline.model
+        path = getattr(self.source, "path", None)
+        # Outputs are no more readable than the input: the DLQ holds its raw records.
+        mode_limit = os.stat(path).st_mode & 0o777 if isinstance(path, str) and os.path.isfile(path) else None
         for i, (sink, fields, sink_model) in enumerate(((self.sink, list(model.model_fields), model), (self.errors, DLQ_FIELDS, None))):
+            if mode_limit is not None and sink.mode_limit is None:
+                sink.mode_limit = mode_limit
             if self.store is None:
                 sink.open(fields, sink_model)
             else:

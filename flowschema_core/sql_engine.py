@@ -63,14 +63,10 @@ def _sqlite_transactions(engine: Any) -> None:
 
 
 def safe_url(url: str) -> str:
-    """The URL without its password, for messages and reports."""
-    try:
-        from sqlalchemy.engine import make_url
+    """The URL without its password, for messages and reports (:mod:`flowschema_core.redact`)."""
+    from .redact import redact_url
 
-        return str(make_url(url).render_as_string(hide_password=True))
-    except Exception:  # noqa: BLE001 - a display helper must not fail
-        scheme, _, rest = url.partition("://")
-        return f"{scheme}://{rest.rpartition('@')[2]}" if "@" in rest else url
+    return redact_url(url)
 
 
 def is_disconnect(exc: BaseException) -> bool:

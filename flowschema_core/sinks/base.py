@@ -97,6 +97,10 @@ class Sink(abc.ABC):
     def abort(self) -> None:
         """Discard what was written since ``open``."""
 
+    #: Permission bits the output may have at most (set before ``open``), so that a DLQ
+    #: of a 0600 input, which holds its raw records, is 0600 too. None: the umask decides.
+    mode_limit: int | None = None
+
     # -- checkpointing (optional) ----------------------------------------------------
     def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
         """Like ``open`` for a checkpointed run: write under a stable temporary name
@@ -139,7 +143,8 @@ class AtomicFile:
     checkpoint recorded, dropping whatever was written after that checkpoint.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, key: str | None = None, resume_length: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, key: str | None = None, resume_length: int | None = None,
+                 mode_limit: int | None = None) -> None:
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
@@ -158,6 +163,8 @@ class AtomicFile:
                 self.file = open(self.tmp_path, "r+b")
                 self.file.truncate(resume_length)
                 self.file.seek(resume_length)
+            if mode_limit is not None:
+                os.fchmod(self.file.fileno(), os.fstat(self.file.fileno()).st_mode & mode_limit & 0o777)
         except FileNotFoundError as exc:
             raise SinkError(f"cannot resume {self.path}: its partial output {self.tmp_path} is gone") from exc
         except OSError as exc:
@@ -225,12 +232,12 @@ class FileSink(Sink):
         return b""
 
     def open(self, fields: list[str], model: type[BaseModel] | None = None) -> None:
-        self._file = AtomicFile(self.path)
+        self._file = AtomicFile(self.path, mode_limit=self.mode_limit)
         self._write_bytes(self._header(fields))
 
     def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
         header = self._header(fields)  # always built: it may also set up the encoder
-        self._file = AtomicFile(self.path, key=key, resume_length=state["length"] if state else None)
+        self._file = AtomicFile(self.path, key=key, resume_length=state["length"] if state else None, mode_limit=self.mode_limit)
         if state is None:
             self._write_bytes(header)
 

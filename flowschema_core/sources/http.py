@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, MissingDependencyError, SourceError
+from ..redact import redact_text, redact_url
 from .base import ParseFailure, RecordSource
 
 #: A page that fails to parse goes to the DLQ with at most this much of its body.
@@ -138,7 +140,7 @@ class HTTPSource(RecordSource):
             raise ConfigError(f"on_bad_page must be 'raise' or 'dlq', not {on_bad_page!r}")
         if max_retries < 0 or backoff < 0 or timeout <= 0:
             raise ConfigError("max_retries and backoff must be >= 0 and timeout > 0")
-        self.url, self.name = url, url
+        self.url, self.name = url, redact_url(url)  # the name shows in reports and the DLQ
         self.records_path = records_path
         self.pagination = pagination
         self.params = dict(params or {})
@@ -154,7 +156,9 @@ class HTTPSource(RecordSource):
         self.pages = 0
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "http", "name": self.url, "params": self.params, "records_path": self.records_path}
+        # The checkpoint file must not hold the secrets either: a digest tells URLs apart.
+        secret_free = {"url_sha256": hashlib.sha256(self.url.encode()).hexdigest()[:16], "params": _digest(self.params)}
+        return {"kind": "http", "name": self.name, "records_path": self.records_path, **secret_free}
 
     # -- the page loop -------------------------------------------------------------------
     def records(self) -> Iterator[tuple[int | None, Any]]:
@@ -165,7 +169,7 @@ class HTTPSource(RecordSource):
         try:
             self._client = httpx.Client(timeout=self.timeout, headers=self.headers, follow_redirects=True)
         except (TypeError, ValueError) as exc:  # e.g. a header value that is not ASCII
-            raise ConfigError(f"{self.url}: bad headers or client options: {exc}") from exc
+            raise ConfigError(redact_text(f"{self.url}: bad headers or client options: {exc}")) from exc
         try:
             yield from self._pages(httpx)
         finally:
@@ -193,9 +197,9 @@ class HTTPSource(RecordSource):
                 response, body, items = self._fetch(httpx, url, params, current)
             except _BadPage as bad:
                 if self.on_bad_page == "raise":
-                    raise SourceError(f"{current}: {bad.reason} (after {self.max_retries} retries)") from None
+                    raise SourceError(redact_text(f"{current}: {bad.reason} (after {self.max_retries} retries)")) from None
                 bad_in_a_row += 1
-                yield None, ParseFailure(f"page {self.pages} ({current}): {bad.reason}", bad.body[:MAX_RAW_TEXT])
+                yield None, ParseFailure(redact_text(f"page {self.pages} ({current}): {bad.reason}"), bad.body[:MAX_RAW_TEXT])
                 if bad_in_a_row >= _MAX_BAD_PAGES_IN_A_ROW:
                     return
                 # Go on only where the next request does not depend on the unreadable body.
@@ -269,7 +273,7 @@ class HTTPSource(RecordSource):
             except httpx.TimeoutException as exc:
                 problem = f"timed out after {self.timeout:g} s ({type(exc).__name__})"
             except (httpx.TooManyRedirects, httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-                raise SourceError(f"{shown}: {type(exc).__name__}: {exc}") from exc  # retrying cannot help
+                raise SourceError(redact_text(f"{shown}: {type(exc).__name__}: {exc}")) from exc  # retrying cannot help
             except (httpx.TransportError, httpx.DecodingError) as exc:
                 problem = f"connection error: {type(exc).__name__}: {exc}"
             else:
@@ -278,9 +282,9 @@ class HTTPSource(RecordSource):
                     problem = f"HTTP {status} {response.reason_phrase}"
                     wait = _retry_after(response.headers.get("Retry-After"))
                 elif status >= 400:
-                    raise SourceError(f"{shown}: HTTP {status} {response.reason_phrase}: {_snippet(response)}")
+                    raise SourceError(redact_text(f"{shown}: HTTP {status} {response.reason_phrase}: {_snippet(response)}"))
                 elif status >= 300:
-                    raise SourceError(f"{shown}: HTTP {status} redirect without a usable Location")
+                    raise SourceError(redact_text(f"{shown}: HTTP {status} redirect without a usable Location"))
                 else:
                     try:
                         body = json.loads(content)
@@ -298,7 +302,7 @@ class HTTPSource(RecordSource):
             if attempt < self.max_retries:
                 delay = self.backoff * (2**attempt) if wait is None else wait
                 self._sleep(min(delay, self.max_backoff))
-        raise SourceError(f"{shown}: {problem}; gave up after {self.max_retries} retries")
+        raise SourceError(redact_text(f"{shown}: {problem}; gave up after {self.max_retries} retries"))
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -344,3 +348,8 @@ def _json_type(value: Any) -> str:
 def _snippet(response: Any) -> str:
     text = response.content[:200].decode(response.encoding or "utf-8", "replace").strip()
     return text or "(empty body)"
+
+
+def _digest(params: Mapping[str, Any]) -> str:
+    """Tells parameter sets apart without storing their values (they may be secrets)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -245,3 +245,22 @@ def test_a_body_that_cannot_be_decoded_is_retried_then_refused(server: FaultySer
     with pytest.raises(fs.SourceError):
         list(source.records())
     assert source.retries == 2
+
+
+# -- secrets --------------------------------------------------------------------------
+
+def test_secrets_in_the_url_never_reach_errors_reports_or_the_dlq(server: FaultyServer, tmp_path: Any) -> None:
+    secret_url = server.url.replace("http://", "http://ann:hunter2@") + "/page?api_key=SECRET123&page_size=10"
+    with pytest.raises(fs.SourceError) as info:
+        ids(fast(server.url + "/status/500?api_key=SECRET123&token=T0KEN", max_retries=1))
+    assert "SECRET123" not in str(info.value) and "T0KEN" not in str(info.value)
+    assert "api_key=***" in str(info.value)
+
+    server.fail("/page", times=10, body=b"<html>oops</html>", when={"page": "2"})
+    sink, errors = tmp_path / "o.jsonl", tmp_path / "e.jsonl"
+    report = fs.Pipeline(fast(secret_url, pagination=fs.PageNumber(), max_retries=0, on_bad_page="dlq"), Item, fs.JSONLSink(sink),
+                         fs.JSONLSink(errors), executor="inline", checkpoint=tmp_path / "ckpt").run()
+    assert report.rows_invalid == 1
+    written = errors.read_text() + report.to_json() + (tmp_path / "ckpt" / "state.json").read_text()
+    assert "SECRET123" not in written and "hunter2" not in written
+    assert "api_key=***" in report.source and "ann:***@" in report.source
