@@ -18,6 +18,7 @@ path of the worker (the CSV hot loop and the general one) calls it, and only on 
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal, TypedDict, get_args
 
 from pydantic import ValidationError
@@ -121,9 +122,23 @@ def validation_entries(exc: ValidationError) -> list[ErrorEntry]:
 
 
 def jsonable(value: Any) -> Any:
+    """``value`` as JSON-native data, whatever a source produced (bytes included)."""
+    try:
+        return to_jsonable_python(value, fallback=json_default)
+    except Exception:  # noqa: BLE001 - e.g. bytes that are not UTF-8 inside a structure
+        return json.loads(json.dumps(value, default=json_default))
+
+
+def json_default(value: Any) -> Any:
+    """``default=`` for ``json.dumps`` of a DLQ record: every raw value a source can
+    produce becomes JSON. Bytes become text with ``\\xNN`` escapes for what is not UTF-8
+    (recoverable, as the CSV path keeps undecodable bytes); anything else that pydantic
+    cannot serialise, its ``repr``."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return escape_undecodable(bytes(value).decode("utf-8", "surrogateescape"))
     try:
         return to_jsonable_python(value, fallback=repr)
-    except Exception:  # noqa: BLE001 - e.g. bytes that are not UTF-8: keep a readable repr
+    except Exception:  # noqa: BLE001 - a display fallback must not fail
         return repr(value)
 
 

@@ -47,10 +47,19 @@ class ArrowKind(ChunkKind):
     def parse(self, chunk: Chunk, processor: ChunkProcessor, batch: Batch) -> None:
         data = table(chunk)
         fields = chunk["fields"]
-        columns = [column.to_pylist() for column in data.columns]
+        columns = []
+        unreadable: dict[int, tuple[str, str]] = {}  # row → (reason, raw_text), first column wins
+        for name, column in zip(fields, data.columns):
+            values, failed = _python_values(name, column)
+            columns.append(values)
+            for i, why in failed.items():
+                unreadable.setdefault(i, why)
         batch.seen = data.num_rows
         for i, row in enumerate(zip(*columns)):
-            processor.record(dict(zip(fields, row)), i, None, batch)
+            if i in unreadable:
+                batch.parse_error(i, None, *unreadable[i])
+            else:
+                processor.record(dict(zip(fields, row)), i, None, batch)
 
     def split(self, chunk_: Chunk) -> tuple[Chunk, Chunk] | None:
         data = table(chunk_)
@@ -60,8 +69,37 @@ class ArrowKind(ChunkKind):
         return chunk(data.slice(0, mid).to_batches(), chunk_["fields"]), chunk(data.slice(mid).to_batches(), chunk_["fields"])
 
     def describe_single(self, chunk: Chunk) -> tuple[int | None, Any, str | None]:
-        rows = table(chunk).to_pylist()
+        data = table(chunk)
+        try:
+            rows = data.to_pylist()
+        except (OverflowError, ValueError):
+            return None, None, str(data)[:MAX_RAW_TEXT]
         return None, rows[0] if rows else None, None
+
+
+MAX_RAW_TEXT = 65536
+
+
+def _python_values(name: str, column: Any) -> tuple[list[Any], dict[int, tuple[str, str]]]:
+    """The column's values as Python objects, and the rows whose value Python cannot hold
+    (a timestamp beyond year 9999, say) with a reason and the raw value as Arrow prints
+    it (for a timestamp: the integer and its unit), for a ``parse`` DLQ record. A value
+    like that must cost its own record, not the run."""
+    try:
+        return column.to_pylist(), {}
+    except (OverflowError, ValueError):
+        pass
+    array = column.combine_chunks() if hasattr(column, "combine_chunks") else column
+    values: list[Any] = []
+    failed: dict[int, tuple[str, str]] = {}
+    for i in range(len(array)):
+        try:
+            values.append(array[i].as_py())
+        except (OverflowError, ValueError) as exc:
+            values.append(None)
+            reason = f"column {name!r} ({array.type}) holds a value Python cannot represent: {exc}"
+            failed[i] = (reason, f"{name}: {array.slice(i, 1)}"[:MAX_RAW_TEXT])
+    return values, failed
 
 
 KIND = ArrowKind()

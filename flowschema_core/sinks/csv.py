@@ -8,6 +8,7 @@ import json
 import os
 from typing import Any
 
+from ..dlq import json_default
 from .base import FileSink
 
 
@@ -43,5 +44,5 @@ class CSVSink(FileSink):
 
 def _cell(value: Any) -> Any:
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, default=str)
+        return json.dumps(value, ensure_ascii=False, default=json_default)
     return "" if value is None else value

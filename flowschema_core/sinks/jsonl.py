@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic_core import to_jsonable_python
-
+from ..dlq import json_default
 from .base import FileSink
 
 
@@ -14,13 +13,9 @@ def dumps_line(record: dict[str, Any]) -> bytes:
     """One JSON line. Readable UTF-8 when possible; ``\\uXXXX`` escapes when the record
     holds lone surrogates, which UTF-8 cannot carry (so odd Unicode never fails a sink)."""
     try:
-        return (json.dumps(record, ensure_ascii=False, default=_default) + "\n").encode("utf-8")
+        return (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode("utf-8")
     except UnicodeEncodeError:
-        return (json.dumps(record, ensure_ascii=True, default=_default) + "\n").encode("ascii")
-
-
-def _default(value: Any) -> Any:
-    return to_jsonable_python(value, fallback=repr)
+        return (json.dumps(record, ensure_ascii=True, default=json_default) + "\n").encode("ascii")
 
 
 class JSONLSink(FileSink):

@@ -36,9 +36,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import to_jsonable_python
 
 from ..arrow_schema import as_text, json_text
+from ..dlq import jsonable
 from ..errors import ConfigError, SinkError
 from ..model_types import FieldType, field_types
 from ..sql_engine import create_engine, import_sqlalchemy, is_disconnect, safe_url
@@ -285,7 +285,7 @@ def _converter(ft: FieldType, dialect: str) -> Callable[[Any], Any] | None:
     if kind in ("enum", "literal"):
         return as_text
     if kind in ("model", "list", "dict"):
-        return lambda v: None if v is None else to_jsonable_python(v)
+        return lambda v: None if v is None else jsonable(v)
     if kind == "datetime":
         naive_column = ft.tz == "naive" or dialect == "sqlite"  # SQLite has no time zones: UTC wall time
         return _utc_naive if naive_column else _utc_aware
