@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, MissingDependencyError
+from .sources.compression import SUFFIXES as COMPRESSION_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,10 @@ def _kind_key(location: str) -> str:
     if "://" in location:
         scheme = location.split("://", 1)[0].lower()
         return scheme.split("+", 1)[0] + "://"
-    return os.path.splitext(location)[1].lower()
+    stem, ext = os.path.splitext(location)
+    if ext.lower() in COMPRESSION_SUFFIXES:  # orders.csv.gz is a CSV file, read decompressed
+        ext = os.path.splitext(stem)[1]
+    return ext.lower()
 
 
 def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:

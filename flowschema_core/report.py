@@ -43,6 +43,7 @@ class RunReport:
     checkpoint: str = ""
     resumed_from_record: int = 0
     started_at: str = ""
+    notes: list[str] = field(default_factory=list)  # what the source noticed and handled
     timeline: list[dict[str, float]] = field(default_factory=list)
 
     @property

@@ -165,6 +165,7 @@ class Run:
         report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
         report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
         report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+        report.notes = list(self.source.notes)
 
     def _abort(self, *, keep_dlq: bool = False) -> None:
         """Stop reading and working; remove the outputs' temporary files (or keep them

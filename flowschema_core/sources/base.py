@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .. import codec
 from ..errors import SourceError
 from ..kinds import rows as rows_kind
+from . import compression
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,9 @@ class Source(abc.ABC):
 
     #: Shown in DLQ records and the run report (usually the path or URL).
     name: str = ""
+    #: What reading noticed and handled (an encoding detected, blank header cells named):
+    #: copied into the run report. Sources that note things set their own list.
+    notes: Sequence[str] = ()
 
     @abc.abstractmethod
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
@@ -107,6 +111,10 @@ def open_input(path: str | os.PathLike[str], what: str) -> Any:
     if os.path.isdir(path):
         raise SourceError(f"{what} is a directory, not a file: {path}")
     try:
-        return open(path, "rb")
+        raw = open(path, "rb")
     except OSError as exc:
         raise SourceError(f"cannot open {what} {path}: {exc.strerror}") from exc
+    # A compressed file (by its magic bytes) is read as its decompressed stream.
+    kind = compression.detect(raw.read(8))
+    raw.seek(0)
+    return raw if kind is None else compression.open_decompressed(raw, kind)

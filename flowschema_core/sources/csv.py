@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -23,6 +24,7 @@ from ..units import parse_size
 from .base import Source, open_input, oversized_record
 
 _READ_SIZE = 1 << 20
+log = logging.getLogger("flowschema")
 
 
 class CSVSource(Source):
@@ -31,6 +33,9 @@ class CSVSource(Source):
     :param header: True to read field names from the first record, or a list of names
         when the file has no header row.
     :param skip_rows: physical lines to skip before the header (titles, notes).
+    :param encoding: the file's encoding (ASCII-compatible), or ``"auto"``: detected once
+        from the first MiB (charset-normalizer) and said in the run report's ``notes``.
+        Compressed files (``.gz``, ``.bz2``, ``.xz``, ``.zst``) are read decompressed.
     :param empty_cells: how an empty cell is read: ``"model"`` (the default) the way the
         model's field asks — ``None`` where the field admits None, not given where it has
         a default or cannot be a string, ``""`` where it takes a string (see
@@ -65,7 +70,8 @@ class CSVSource(Source):
             raise ConfigError(f"delimiter must be one character other than a newline, got {delimiter!r}")
         if quotechar is not None and (len(quotechar) != 1 or quotechar == delimiter):
             raise ConfigError(f"quotechar must be one character different from the delimiter, got {quotechar!r}")
-        self.encoding = _check_encoding(encoding)
+        self.requested_encoding = encoding  # what the user asked; "auto" is resolved when reading
+        self.encoding = "utf-8" if encoding == "auto" else _check_encoding(encoding)
         self.delimiter, self.quotechar = delimiter, quotechar
         self.header, self.skip_rows = header, skip_rows
         self.max_record_bytes = parse_size(max_record_bytes, name="max_record_bytes")
@@ -83,14 +89,20 @@ class CSVSource(Source):
             "null_values": null_tokens(null_values),
         }
         self.fields: list[str] = list(header) if isinstance(header, list) else []
+        self.notes: list[str] = []  # what reading noticed and handled; the run report lists it
+        self._sample = b""
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "csv", "name": self.path, "dialect": self.dialect, "encoding": self.encoding}
+        return {"kind": "csv", "name": self.path, "dialect": self.dialect, "encoding": self.requested_encoding}
 
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         quote = self.quotechar.encode(self.encoding) if self.quotechar else None
         with open_input(self.path, "CSV file") as f:
             buf = f.read(_READ_SIZE)
+            self._sample = buf  # the first MiB: what an encoding is guessed from
+            if self.requested_encoding == "auto":
+                self.encoding = self._detect_encoding(buf)
+                quote = self.quotechar.encode(self.encoding) if self.quotechar else None
             if buf.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
                 buf = buf[len(codecs.BOM_UTF8):]
             lines_before = 0
@@ -144,11 +156,25 @@ class CSVSource(Source):
             buf += more
         return buf, False
 
+    def _detect_encoding(self, sample: bytes) -> str:
+        """The encoding of the file's first MiB, for ``encoding="auto"`` (said in the report)."""
+        guess = likely_encoding(sample)
+        if guess is None:
+            raise SourceError(f"{self.path}: cannot tell the encoding of this file; pass encoding=... (e.g. 'cp1252', 'latin-1')")
+        try:
+            encoding = _check_encoding(guess)
+        except ConfigError as exc:
+            raise SourceError(f"{self.path}: looks like {guess}, which CSVSource cannot read: {exc}") from exc
+        self.notes.append(f"encoding='auto': read {self.path} as {encoding}")
+        return encoding
+
     def _parse_header(self, head: bytes) -> list[str]:
         try:
             text = head.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            raise SourceError(f"{self.path}: the header row is not valid {self.encoding} ({exc.reason} at byte {exc.start}); pass encoding=... ") from exc
+            guess = likely_encoding(self._sample or head)
+            hint = f"it looks like {guess}: pass encoding={guess!r}, or encoding='auto'" if guess else "pass encoding=... or encoding='auto'"
+            raise SourceError(f"{self.path}: the header row is not valid {self.encoding} ({exc.reason} at byte {exc.start}); {hint}") from exc
         try:
             rows = [r for r in csv.reader(io.StringIO(text, newline=""), **blocks.reader_options(self.dialect)) if r]
         except csv.Error as exc:
@@ -163,10 +189,41 @@ class CSVSource(Source):
                 f"does not split; convert the file first, e.g. tr '\\r' '\\n' < in.csv > out.csv"
             )
         fields = rows[0]
+        blank = [j for j, name in enumerate(fields) if not name.strip()]
+        if blank:
+            # As ExcelSource names a blank header cell by its column letter: by position.
+            fields = [f"column_{j + 1}" if j in blank else name for j, name in enumerate(fields)]
+            self.notes.append(f"{self.path}: blank header cells named by position: {', '.join(fields[j] for j in blank)}")
+        if len(fields) == 1:
+            self._warn_if_one_column(fields[0])
         duplicates = sorted({f for f in fields if fields.count(f) > 1})
         if duplicates:
             raise SourceError(f"{self.path}: the header names these columns more than once: {duplicates}; rename them or pass header=[...]")
         return fields
+
+
+    def _warn_if_one_column(self, header: str) -> None:
+        """A header of one column holding another likely delimiter: every record would be
+        refused for the same reason, so say it once, at the start, with the fix."""
+        others = [d for d in (",", ";", "\t", "|") if d != self.delimiter and d in header]
+        if not others:
+            return
+        likely = max(others, key=header.count)
+        note = (f"{self.path}: the header is a single column ({header[:80]!r}); the delimiter is probably {likely!r}, "
+                f"not {self.delimiter!r}: pass delimiter={likely!r}")
+        self.notes.append(note)
+        log.warning("%s", note)
+
+
+def likely_encoding(sample: bytes) -> str | None:
+    """The most likely encoding of ``sample`` (charset-normalizer), as a codec name."""
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(sample[:_READ_SIZE]).best()
+    if best is None:
+        return None
+    name = codecs.lookup(best.encoding).name
+    return "utf-8" if name in ("ascii", "utf-8") else name
 
 
 def _check_encoding(encoding: str) -> str:
