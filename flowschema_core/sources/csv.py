@@ -118,6 +118,7 @@ class CSVSource(Source):
                 self.fields = self._parse_header(head)
                 if not self.fields:
                     return  # an empty file holds no records
+            self._warn_if_wrong_encoding()
             eof = False
             while not eof or buf:
                 if not eof and len(buf) < target_bytes:
@@ -201,6 +202,21 @@ class CSVSource(Source):
             raise SourceError(f"{self.path}: the header names these columns more than once: {duplicates}; rename them or pass header=[...]")
         return fields
 
+
+    def _warn_if_wrong_encoding(self) -> None:
+        """Records that are not valid in the encoding each go to the DLQ; if the first MiB
+        already holds some, say once, at the start, which encoding the file likely has."""
+        if self.requested_encoding == "auto":
+            return
+        try:
+            codecs.getincrementaldecoder(self.encoding)().decode(self._sample, final=False)
+        except UnicodeDecodeError as exc:
+            guess = likely_encoding(self._sample)
+            hint = f"it looks like {guess}: pass encoding={guess!r} or encoding='auto'" if guess and guess != self.encoding else "pass encoding=..."
+            note = (f"{self.path}: bytes that are not valid {self.encoding} in the first MiB (at byte {exc.start}); the records "
+                    f"holding them go to the DLQ; {hint}")
+            self.notes.append(note)
+            log.warning("%s", note)
 
     def _warn_if_one_column(self, header: str) -> None:
         """A header of one column holding another likely delimiter: every record would be

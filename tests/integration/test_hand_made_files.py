@@ -82,6 +82,17 @@ def test_a_header_in_another_encoding_names_the_likely_one_and_auto_reads_it(tmp
     assert report.notes == [f"encoding='auto': read {src} as cp1251"]
 
 
+def test_records_in_another_encoding_under_an_ascii_header_are_said_once(tmp_path, caplog):
+    src = tmp_path / "rows.csv"
+    text = "id,name\n" + "".join(f"{i},Товар номер {i} из Москвы с доставкой\n" for i in range(1, 51))
+    src.write_bytes(text.encode("cp1251"))
+    with caplog.at_level("WARNING", logger="flowschema"):
+        report, _, dlq = run_to_jsonl(tmp_path, "e", fs.CSVSource(src), _Loose, "inline")
+    assert report.rows_invalid == 50 and dlq[0]["raw_text"].startswith("1,\\x")
+    assert len([r for r in caplog.records if "encoding" in r.getMessage()]) == 1
+    assert "looks like cp1251" in report.notes[0]
+
+
 def test_blank_header_cells_are_named_by_position_and_said(tmp_path):
     src = tmp_path / "blank.csv"
     src.write_text("id,,name,\n1,x,a,y\n")
