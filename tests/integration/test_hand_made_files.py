@@ -84,7 +84,7 @@ def test_a_header_in_another_encoding_names_the_likely_one_and_auto_reads_it(tmp
 
 def test_records_in_another_encoding_under_an_ascii_header_are_said_once(tmp_path, caplog):
     src = tmp_path / "rows.csv"
-    text = "id,name\n" + "".join(f"{i},Товар номер {i} из Москвы с доставкой\n" for i in range(1, 51))
+    text = "id,name\n" + "".join(f"{i},Товар номер {i} из Москвы с доставкой\n" for i in range(1, 51))  # noqa: RUF001 - Cyrillic on purpose
     src.write_bytes(text.encode("cp1251"))
     with caplog.at_level("WARNING", logger="flowschema"):
         report, _, dlq = run_to_jsonl(tmp_path, "e", fs.CSVSource(src), _Loose, "inline")
