@@ -42,6 +42,9 @@ def parity_holds(buf: bytes, quote: bytes, delimiter: bytes, skipinitialspace: b
     return bool(ok.all())
 
 
+csv.field_size_limit(2**31 - 1)  # a field may be as long as its record (bounded by max_record_bytes)
+
+
 def csv_record_ends(buf: bytes, reader_options: dict[str, Any], end: int | None = None) -> list[int]:
     """Offsets just past each complete record in ``buf[:end]``, found by the csv module.
 

@@ -14,6 +14,7 @@ has a default (and does not admit ``None``)             not given: the default a
 its type accepts ``""`` (``str``, ``Literal[""]``, …)   ``""``
 anything else (required ``int``, ``Decimal``, ``date``)  not given: pydantic's ``missing`` error
 not in the model (``extra="allow"``)                    ``""``
+has its own ``before``/``wrap``/``plain`` validator      ``""`` (the validator decides)
 ======================================================  ======================================
 
 The source chooses the mode: ``"model"`` (the table; the default), ``"none"`` (every
@@ -67,8 +68,11 @@ class NullPolicy:
 
     def __init__(self, model: type[BaseModel]) -> None:
         self.by_name: dict[str, str] = {}
+        own_rules = _fields_with_own_empty_rules(model)
         for name, info in model.model_fields.items():
-            action = _action(info)
+            # A field with its own before/wrap/plain validator decides what an empty cell
+            # means: it gets the cell as read, as a plain csv.DictReader loop would give it.
+            action = KEEP if name in own_rules else _action(info)
             for key in _names(model, name, info):
                 self.by_name.setdefault(key, action)
 
@@ -91,6 +95,17 @@ def apply(fields: Sequence[str], values: Sequence[Any], actions: Sequence[str], 
             value = None if action == TO_NONE else ""
         record[name] = value
     return record
+
+
+def _fields_with_own_empty_rules(model: type[BaseModel]) -> set[str]:
+    """Fields that a ``field_validator`` sees before pydantic's own parsing."""
+    decorators = getattr(model, "__pydantic_decorators__", None)
+    names: set[str] = set()
+    for decorator in getattr(decorators, "field_validators", {}).values():
+        if decorator.info.mode in ("before", "wrap", "plain"):
+            fields = decorator.info.fields
+            names.update(model.model_fields if "*" in fields else fields)
+    return names
 
 
 def _action(info: FieldInfo) -> str:

@@ -77,6 +77,7 @@ class Pipeline:
         self.chunk_bytes = parse_size(chunk_bytes, name="chunk_bytes")
         if self.chunk_bytes > self.max_bytes_in_flight:
             raise ConfigError(f"chunk_bytes ({self.chunk_bytes}) must not exceed max_bytes_in_flight ({self.max_bytes_in_flight})")
+        self._executor_spec = executor
         self.executor = make_executor(executor)
         self.hooks = [as_hook(h) for h in hooks]
         self.sample_interval = sample_interval
@@ -89,6 +90,11 @@ class Pipeline:
     def run(self) -> RunReport:
         """Run to the end and return the report. Ctrl-C stops cleanly: the report then
         says ``interrupted`` and no output appears under its final name."""
+        if self.executor.closed:  # a previous run shut it down
+            if isinstance(self._executor_spec, Executor):
+                raise ConfigError("this Pipeline's executor was shut down by its previous run; pass a new executor "
+                                  "(or a name such as 'process', which gives each run its own)")
+            self.executor = make_executor(self._executor_spec)
         return Run(self).execute()
 
 

@@ -13,36 +13,60 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "***"
 
-#: Query parameters whose value is a secret (compared lower-case).
-SECRET_PARAMS = frozenset({
-    "api_key", "apikey", "api-key", "key", "token", "access_token", "refresh_token", "id_token", "auth", "authorization",
-    "client_secret", "secret", "password", "passwd", "pwd", "signature", "sig", "session", "sessionid",
-    "x-amz-signature", "x-amz-credential", "x-amz-security-token", "awsaccesskeyid",
-    "x-goog-signature", "x-goog-credential", "sv", "se", "sp",  # Azure SAS: sig is above; these say what it grants
-})
+#: Query parameters whose value is a secret: these names, and any name holding one of
+#: the SECRET_WORDS (compared lower-case). Masking a harmless parameter costs nothing.
+SECRET_PARAMS = frozenset({"sig", "se", "sp", "sv", "session", "sessionid", "pwd", "passwd"})
+SECRET_WORDS = ("token", "key", "secret", "pass", "signature", "auth", "credential")
 
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
+def _secret_param(name: str) -> bool:
+    name = name.lower()
+    return name in SECRET_PARAMS or any(word in name for word in SECRET_WORDS)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with its password and secret query values replaced by ``***``."""
+    """``url`` with its password and secret query values replaced by ``***`` (for http(s),
+    a user name without a password too: there it is usually a token)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme and scheme not in ("http", "https"):
+        url = _hide_database_password(url)
+    else:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return url
+        if "@" in parts.netloc:
+            userinfo, _, host = parts.netloc.rpartition("@")
+            user, has_password, _ = userinfo.partition(":")
+            netloc = f"{user}:{MASK}@{host}" if has_password else f"{MASK}@{host}"
+            url = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     try:
         parts = urlsplit(url)
     except ValueError:
         return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if any(_secret_param(name) for name, _ in pairs):
+        query = urlencode([(name, MASK if _secret_param(name) else value) for name, value in pairs], safe="*")
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    return url
+
+
+def _hide_database_password(url: str) -> str:
+    """A database URL without its password, parsed as SQLAlchemy parses it (a password may
+    hold "#", "/" or "?" unescaped there)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(url).render_as_string(hide_password=True))
+    except Exception:  # noqa: BLE001 - no SQLAlchemy, or not a URL it knows: the last "@" ends the userinfo
+        head, at, host = url.rpartition("@")
+        if not at:
+            return url
+        scheme, _, userinfo = head.partition("://")
         user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:{MASK}@{host}" if has_password else netloc
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        if any(name.lower() in SECRET_PARAMS for name, _ in pairs):
-            query = urlencode([(name, MASK if name.lower() in SECRET_PARAMS else value) for name, value in pairs], safe="*")
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return f"{scheme}://{user}:{MASK}@{host}" if has_password else url
 
 
 def redact_text(text: str) -> str:

@@ -126,18 +126,20 @@ def make_executor(spec: Any = None, **options: Any) -> Any:
     raise ConfigError(f"executor must be a name such as 'process' or an Executor instance, not {type(spec).__name__}")
 
 
-def _kind_key(location: str) -> str:
+def _kind_key(location: str, kind: str) -> str:
     if "://" in location:
         scheme = location.split("://", 1)[0].lower()
         return scheme.split("+", 1)[0] + "://"
     stem, ext = os.path.splitext(location)
-    if ext.lower() in COMPRESSION_SUFFIXES:  # orders.csv.gz is a CSV file, read decompressed
-        ext = os.path.splitext(stem)[1]
+    if ext.lower() in COMPRESSION_SUFFIXES:
+        if kind == "sink":  # writing compressed is not supported: refuse rather than lie
+            raise ConfigError(f"cannot write a compressed sink ({location!r}): FlowSchema writes plain files; compress the output afterwards")
+        ext = os.path.splitext(stem)[1]  # orders.csv.gz is a CSV file, read decompressed
     return ext.lower()
 
 
 def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:
-    key = _kind_key(location)
+    key = _kind_key(location, kind)
     cls, entry = _load(kind, key, table, key.strip(".").removesuffix("://"))
     if cls is None:
         known = sorted(set(table) | set(plugins(kind)))

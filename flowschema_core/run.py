@@ -27,6 +27,7 @@ import datetime as dt
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -93,7 +94,13 @@ class Run:
             if state["phase"] == "finalizing":
                 return self._finish()
         with StopSignals() as signals:
-            return self._execute(signals)
+            report = self._execute(signals)
+        if signals.received is not None and not report.interrupted:
+            # It came while the run was finishing: the outputs are in place; now stop as
+            # the signal asks (the program's own handler is back in place).
+            log.warning("%s arrived while the run was finishing; the run completed, stopping now", signals.name)
+            signal.raise_signal(signals.received)
+        return report
 
     def _execute(self, signals: StopSignals) -> RunReport:
         report = self.report

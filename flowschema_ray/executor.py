@@ -140,6 +140,7 @@ class RayExecutor(PooledExecutor):
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, spec: WorkerSpec) -> None:
+        self._check_startable()
         ray = _import_ray()
         self._ray = ray
         import cloudpickle
@@ -239,40 +240,55 @@ class RayExecutor(PooledExecutor):
         assert isinstance(actor, _Actor)
         call = _Call(task, actor)
         actor.assigned.append(call)
-        ray_future = actor.handle.process.remote(task.blob).future()
+        try:
+            ray_future = actor.handle.process.remote(task.blob).future()
+        except Exception as exc:  # noqa: BLE001 - Ray refused the call (shut down, client gone): fail it, never hang
+            ray_future = concurrent.futures.Future()
+            ray_future.set_exception(exc)
         # Ray runs this callback on its own thread: hand the event to ours.
         ray_future.add_done_callback(lambda f, c=call: self._events.put((c, f)))
 
     # -- collecting ------------------------------------------------------------------
     def _handle_loop(self) -> None:
         while (event := self._events.get()) is not None:
-            call, outcome = event
-            settled: list[tuple[Future[bytes], bytes | None, BaseException | None]] = []
-            failure: BaseException | None = None
-            with self._lock:
-                call.outcome = outcome
-                actor = call.worker
-                if self._closing or not actor.alive:
-                    continue  # an answer for an actor already written off
-                # Settle in the order the actor ran its calls: a death is charged to
-                # the oldest unanswered one, whatever order Ray reported them in.
-                while actor.assigned and actor.assigned[0].outcome is not None:
-                    head = actor.assigned[0]
-                    exc = head.outcome.exception()  # type: ignore[union-attr]
-                    if exc is not None and isinstance(exc, self._ray.exceptions.RayActorError):
-                        failure = self._on_death(actor, exc, settled)
-                        break
-                    actor.assigned.popleft()
-                    if exc is None:
-                        settled.append((head.task.future, head.outcome.result(), None))  # type: ignore[union-attr]
-                    else:
-                        settled.append((head.task.future, None, _worker_error(exc)))
-                if failure is None:
-                    self._dispatch()
-            for future, result, error in settled:
-                resolve(future, result=result, error=error)
-            if failure is not None:
-                self._fail_all(failure)
+            try:
+                self._handle(*event)
+            except Exception as exc:  # noqa: BLE001 - a bug or Ray failing under us: fail every chunk, never hang
+                self._fail_all(WorkerPoolError(f"the Ray result handler failed: {type(exc).__name__}: {exc}"))
+
+    def _handle(self, call: _Call, outcome: concurrent.futures.Future[bytes]) -> None:
+        settled: list[tuple[Future[bytes], bytes | None, BaseException | None]] = []
+        failure: BaseException | None = None
+        with self._lock:
+            call.outcome = outcome
+            actor = call.worker
+            if self._closing or not actor.alive:
+                return  # an answer for an actor already written off
+            # Settle in the order the actor ran its calls: a death is charged to the
+            # oldest unanswered one, whatever order Ray reported them in.
+            while actor.assigned and actor.assigned[0].outcome is not None:
+                head = actor.assigned[0]
+                exc = head.outcome.exception()  # type: ignore[union-attr]
+                if exc is not None and isinstance(exc, self._deaths()):
+                    failure = self._on_death(actor, exc, settled)
+                    break
+                actor.assigned.popleft()
+                if exc is None:
+                    settled.append((head.task.future, head.outcome.result(), None))  # type: ignore[union-attr]
+                else:
+                    settled.append((head.task.future, None, _worker_error(exc)))
+            if failure is None:
+                self._dispatch()
+        for future, result, error in settled:
+            resolve(future, result=result, error=error)
+        if failure is not None:
+            self._fail_all(failure)
+
+    def _deaths(self) -> tuple[type[BaseException], ...]:
+        """Ray's errors that mean the actor's process is gone: a dead actor, an actor
+        killed by Ray's memory monitor (OutOfMemoryError), a lost node or worker."""
+        errors = self._ray.exceptions
+        return (errors.RayActorError, errors.OutOfMemoryError, errors.NodeDiedError, errors.WorkerCrashedError)
 
     def _on_death(self, actor: _Actor, exc: BaseException, settled: list[Any]) -> BaseException | None:
         # Called with the lock held; returns a pool failure, if the restart budget is spent.
@@ -288,9 +304,12 @@ class RayExecutor(PooledExecutor):
         return failure
 
     def _on_ready(self, actor: _Actor, outcome: concurrent.futures.Future[Any]) -> None:
+        # No lock: _spawn registers this callback with the lock held, and a callback on a
+        # future that is already done runs at once, in that thread. Two plain attribute
+        # writes need none (readers take the lock, or check the future itself).
         if outcome.exception() is None:
-            with self._lock:
-                actor.pid, actor.ready = outcome.result(), True
+            actor.pid = outcome.result()
+            actor.ready = True
 
 
 def _import_ray() -> Any:

@@ -68,6 +68,11 @@ class Executor(abc.ABC):
 
         :mod:`flowschema_core.testing` holds the contract suite every executor passes."""
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`shutdown` has run and the executor cannot start again."""
+        return False
+
     def __enter__(self) -> Executor:
         return self
 

@@ -47,6 +47,16 @@ class PooledExecutor(Executor):
         self._started = False
         self._closing = False
 
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    def _check_startable(self) -> None:
+        """Called by ``start`` before it spawns anything: a pool is started once."""
+        if self._closing or self._started:
+            raise ConfigError(f"this {type(self).__name__} was already used by a run; give each run a new executor "
+                              "(or a name such as 'process', which does)")
+
     # -- the transport ---------------------------------------------------------------
     @abc.abstractmethod
     def _spawn(self) -> Slot:

@@ -120,6 +120,7 @@ class MultiprocessingExecutor(PooledExecutor):
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, spec: WorkerSpec) -> None:
+        self._check_startable()
         import cloudpickle
 
         try:

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from ..worker import Batch, ChunkProcessor
 
 _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+# The csv module refuses fields over 128 KiB by default; the driver already bounds a
+# record by the source's max_record_bytes, so a field may be as long as its record.
+csv.field_size_limit(2**31 - 1)
 
 
 def chunk(data: bytes, line0: int, fields: list[str], dialect: dict[str, Any], encoding: str) -> Chunk:
@@ -59,7 +62,7 @@ class CSVKind(ByteBlockKind):
         # Three ways, cheapest first: no column needs a change (every field takes ""); only
         # "" means empty and column names are unique, so each empty cell is found with
         # list.count / list.index at C speed and fixed in place; else the general loop.
-        plain = all(action == KEEP for action in actions)
+        plain = all(action == KEEP for action in actions) and tokens == {""}
         only_empty = tokens == {""} and len(set(fields)) == width
         fix = {j: (fields[j], action == TO_NONE) for j, action in enumerate(actions) if action != KEEP}
         reader = csv.reader(lines, **blocks.reader_options(chunk["dialect"]))

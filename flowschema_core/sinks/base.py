@@ -8,8 +8,8 @@ plain dicts: that is how DLQ records arrive, so any sink can serve as the DLQ.
 File outputs appear under their final name only on ``commit()`` (temp file, fsync,
 rename); ``abort()`` removes the temp file, so an interrupted run leaves nothing
 half-written under the final name. A run that was SIGKILLed cannot abort: its temp file
-is named after its process id (``.NAME.PID-XXXXXXXX.tmp``), and the next run of the same
-sink removes the temp files whose process is gone (:func:`remove_stale_temps`), and only
+is named after its host and process id (``.NAME.HOST-PID-XXXXXXXX.tmp``), and the next
+run of the same sink on the same host removes the temp files whose process is gone (:func:`remove_stale_temps`), and only
 those: a run of the same sink still going in another process keeps its own.
 """
 
@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import uuid
 from collections.abc import Sequence
 from typing import IO, Any
@@ -31,20 +32,26 @@ from ..errors import ConfigError, SinkError
 log = logging.getLogger("flowschema")
 
 
+def _host() -> str:
+    """This machine's name, as a file name part: a PID means something only on its host."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
+
+
 def temp_path(path: str | os.PathLike[str]) -> str:
-    """A fresh temporary name beside ``path`` that says which process owns it."""
+    """A fresh temporary name beside ``path`` that says which host and process own it."""
     path = os.path.abspath(os.fspath(path))
-    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{_host()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
 
 
 def remove_stale_temps(path: str | os.PathLike[str]) -> list[str]:
-    """Remove the temporary files (or directories) of ``path`` left by runs whose process
-    is gone (killed before they could clean up); return what was removed."""
+    """Remove the temporary files (or directories) of ``path`` left by runs of this host
+    whose process is gone (killed before they could clean up); return what was removed.
+    Another host's (a shared volume) are left alone: its PIDs cannot be checked here."""
     import psutil
 
     path = os.path.abspath(os.fspath(path))
     directory, base = os.path.split(path)
-    pattern = re.compile(rf"\.{re.escape(base)}\.(\d+)-[0-9a-f]{{8}}\.tmp")
+    pattern = re.compile(rf"\.{re.escape(base)}\.{re.escape(_host())}-(\d+)-[0-9a-f]{{8}}\.tmp")
     removed = []
     try:
         names = os.listdir(directory)
@@ -164,7 +171,9 @@ class AtomicFile:
                 self.file.truncate(resume_length)
                 self.file.seek(resume_length)
             if mode_limit is not None:
-                os.fchmod(self.file.fileno(), os.fstat(self.file.fileno()).st_mode & mode_limit & 0o777)
+                # Group and others get no more than the input gives them; the owner keeps
+                # read-write, or a checkpoint of a read-only input could not resume.
+                os.fchmod(self.file.fileno(), os.fstat(self.file.fileno()).st_mode & ((mode_limit & 0o077) | 0o700))
         except FileNotFoundError as exc:
             raise SinkError(f"cannot resume {self.path}: its partial output {self.tmp_path} is gone") from exc
         except OSError as exc:

@@ -114,7 +114,11 @@ def open_input(path: str | os.PathLike[str], what: str) -> Any:
         raw = open(path, "rb")
     except OSError as exc:
         raise SourceError(f"cannot open {what} {path}: {exc.strerror}") from exc
-    # A compressed file (by its magic bytes) is read as its decompressed stream.
-    kind = compression.detect(raw.read(8))
-    raw.seek(0)
-    return raw if kind is None else compression.open_decompressed(raw, kind)
+    # A compressed file (by its magic bytes) is read as its decompressed stream. peek()
+    # does not consume, so pipes and /dev/stdin work too.
+    try:
+        kind = compression.detect(raw.peek(8)[:8])
+        return raw if kind is None else compression.open_decompressed(raw, kind)
+    except BaseException:
+        raw.close()
+        raise

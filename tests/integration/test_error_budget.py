@@ -68,6 +68,8 @@ def test_the_cli_exits_1_with_one_line(tmp_path):
                            "--sink", "out.jsonl", "--errors", "dlq.jsonl", "--executor", "inline", "--max-invalid", "5%"],
                           cwd=tmp_path, env={**os.environ, "PYTHONPATH": REPO}, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stderr
-    assert done.stderr.count("\n") == 1 and "max_invalid=5%" in done.stderr and "Traceback" not in done.stderr
+    warning, error = done.stderr.splitlines()  # the wrong delimiter, said at the start; then the error, one line
+    assert "pass delimiter=';'" in warning
+    assert error.startswith("flowschema: error:") and "max_invalid=5%" in error and "Traceback" not in done.stderr
     assert (tmp_path / "dlq.jsonl").exists() and not (tmp_path / "out.jsonl").exists()
     assert json.loads((tmp_path / "dlq.jsonl").read_text().splitlines()[0])["stage"] == "validate"

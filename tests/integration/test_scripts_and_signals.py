@@ -157,14 +157,17 @@ def test_the_next_run_removes_the_temp_files_of_a_sigkilled_run_and_only_those(t
     proc.wait(timeout=30)
     stale = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
     assert len(stale) == 2  # the sink's and the DLQ's: a SIGKILLed run cannot clean up
-    live = tmp_path / f".out.jsonl.{os.getpid()}-0123abcd.tmp"  # another run of the sink, still going
-    other = tmp_path / ".other.jsonl.999999-0123abcd.tmp"  # not this sink's
-    live.write_text("x")
-    other.write_text("x")
+    from flowschema_core.sinks.base import _host
+
+    live = tmp_path / f".out.jsonl.{_host()}-{os.getpid()}-0123abcd.tmp"  # another run of the sink, still going
+    other = tmp_path / f".other.jsonl.{_host()}-999999-0123abcd.tmp"  # not this sink's
+    elsewhere = tmp_path / ".out.jsonl.another-host-999999-0123abcd.tmp"  # a shared volume: its PIDs are not ours to judge
+    for path in (live, other, elsewhere):
+        path.write_text("x")
 
     rerun = _script(tmp_path, 500, 0)
     done = subprocess.run([sys.executable, str(rerun)], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp"))
-    assert left == sorted([live.name, other.name])
+    assert left == sorted([live.name, other.name, elsewhere.name])
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 450

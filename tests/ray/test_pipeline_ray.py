@@ -98,7 +98,8 @@ def test_poison_record_goes_to_dlq_with_stage_worker(ray_session, tmp_path):
     assert report.worker_restarts >= 3  # one death per halving
 
 
-def test_null_policy_holds_on_ray_actors(ray_session, tmp_path):
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+def test_null_policy_holds_on_ray_actors(ray_session, tmp_path, kind):
     from tests.integration.test_null_policy import test_each_row_of_the_table
 
-    test_each_row_of_the_table(tmp_path, "csv", RayExecutor(num_actors=1))
+    test_each_row_of_the_table(tmp_path, kind, RayExecutor(num_actors=1))

@@ -27,6 +27,11 @@ class _Row(BaseModel):
         ("https://api.example/u?page=2", "https://api.example/u?page=2"),  # nothing secret: unchanged
         ("postgresql://app@localhost/crm", "postgresql://app@localhost/crm"),
         ("sqlite:///relative.db", "sqlite:///relative.db"),
+        ("postgresql://u:p#ss@host/db", "postgresql://u:***@host/db"),  # SQLAlchemy takes "#" unescaped
+        ("postgresql://u:p/s?s@host/db?sslmode=require", "postgresql://u:***@host/db?sslmode=require"),
+        ("https://ghp_token123@github.com/org/repo", "https://***@github.com/org/repo"),  # a token as the user name
+        ("https://api.example/u?api_token=1&X-Api-Key=2&subscription-key=3&page=2",
+         "https://api.example/u?api_token=***&X-Api-Key=***&subscription-key=***&page=2"),
     ],
 )
 def test_redact_url(url, shown):
