@@ -12,7 +12,7 @@ with the share so far and the most common reasons; the DLQ keeps what it has.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, InvalidRecordsError
@@ -21,13 +21,13 @@ from .errors import ConfigError, InvalidRecordsError
 MIN_RECORDS = 1000
 
 
-@dataclass
+@dataclass(frozen=True)
 class ErrorBudget:
-    """``limit`` invalid records (``share`` False), or ``limit`` percent of those read."""
+    """``limit`` invalid records (``share`` False), or ``limit`` percent of those read.
+    Configuration: a run keeps its own :class:`collections.Counter` of :func:`reason`."""
 
     limit: float
     share: bool
-    reasons: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     @classmethod
     def parse(cls, value: int | str | None) -> ErrorBudget | None:
@@ -52,22 +52,23 @@ class ErrorBudget:
     def describe(self) -> str:
         return f"{self.limit:g}%" if self.share else f"{int(self.limit):,}"
 
-    def count(self, errors: list[Any]) -> None:
-        """Note the reasons of a chunk's refused records (for the message)."""
-        for error in errors:
-            first = error["errors"][0] if error["errors"] else {"type": "?", "loc": []}
-            self.reasons[(str(error["stage"]), str(first["type"]), ".".join(str(p) for p in first["loc"]))] += 1
-
-    def check(self, read: int, invalid: int, source: str, dlq: str) -> None:
-        """Raise :class:`InvalidRecordsError` if the run is over its budget."""
+    def check(self, read: int, invalid: int, reasons: Counter[tuple[str, str, str]], source: str, dlq: str) -> None:
+        """Raise :class:`InvalidRecordsError` if the run is over its budget; ``reasons``
+        (counted with :func:`reason`) give the most common ones in the message."""
         if self.share:
             if read < MIN_RECORDS or invalid * 100 <= self.limit * read:
                 return
         elif invalid <= self.limit:
             return
-        top = ", ".join(f"{stage} {kind}" + (f" on {loc!r}" if loc else "") + f" ({n:,})" for (stage, kind, loc), n in self.reasons.most_common(3))
+        top = ", ".join(f"{stage} {kind}" + (f" on {loc!r}" if loc else "") + f" ({n:,})" for (stage, kind, loc), n in reasons.most_common(3))
         raise InvalidRecordsError(
             f"stopped {source}: {invalid:,} of the {read:,} records read so far are invalid ({invalid / max(read, 1):.1%}), "
             f"over max_invalid={self.describe()}. Most common: {top}. Is the delimiter, the header row or the model right? "
             f"The refused records so far are in {dlq}; nothing was written under the sink's final name."
         )
+
+
+def reason(error: Any) -> tuple[str, str, str]:
+    """A refused record's (stage, first error type, field), for the budget's message."""
+    first = error["errors"][0] if error["errors"] else {"type": "?", "loc": []}
+    return str(error["stage"]), str(first["type"]), ".".join(str(p) for p in first["loc"])

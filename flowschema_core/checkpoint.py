@@ -88,20 +88,18 @@ def fingerprint(pipeline: Pipeline) -> dict[str, Any]:
     return json.loads(json.dumps(current, default=str))  # as it will read back
 
 
-def load_state(pipeline: Pipeline) -> dict[str, Any] | None:
-    """The pipeline's checkpoint state, if it has a checkpoint with one (checked to be its own)."""
-    if pipeline.checkpoint is None:
-        return None
-    state = pipeline.checkpoint.load()
+def load_state(store: CheckpointStore, current: dict[str, Any]) -> dict[str, Any] | None:
+    """The saved state, if any, once checked to belong to the run whose fingerprint is ``current``."""
+    state = store.load()
     if state is not None:
-        check_fingerprint(state["fingerprint"], fingerprint(pipeline), pipeline.checkpoint.directory)
+        check_fingerprint(state["fingerprint"], current, store.directory)
     return state
 
 
-def save_state(pipeline: Pipeline, store: CheckpointStore, *, phase: str, run_id: str, chunks_done: int,
+def save_state(store: CheckpointStore, fingerprint: dict[str, Any], *, phase: str, run_id: str, chunks_done: int,
                sinks: list[Any], report: dict[str, Any]) -> None:
     """Durably record a run's position: ``phase`` is running, finalizing or done."""
-    store.save({"phase": phase, "run_id": run_id, "fingerprint": fingerprint(pipeline), "chunks_done": chunks_done, "sinks": sinks, "report": report})
+    store.save({"phase": phase, "run_id": run_id, "fingerprint": fingerprint, "chunks_done": chunks_done, "sinks": sinks, "report": report})
 
 
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], directory: str) -> None:

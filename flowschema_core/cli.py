@@ -154,11 +154,13 @@ def run_command(args: argparse.Namespace) -> int:
 
 def _log_to_stderr(quiet: bool) -> None:
     """Show FlowSchema's warnings (a poison record, a stop signal, stale temp files removed)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("flowschema: %(message)s"))
     logger = logging.getLogger("flowschema")
-    logger.addHandler(handler)
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
+    if not any(getattr(h, "flowschema_cli", False) for h in logger.handlers):  # main() may run more than once in a process
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("flowschema: %(message)s"))
+        handler.flowschema_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:

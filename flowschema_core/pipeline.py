@@ -84,8 +84,7 @@ class Pipeline:
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.checkpoint = CheckpointStore(checkpoint) if checkpoint is not None else None
         self.checkpoint_interval = checkpoint_interval
-        self.max_invalid = max_invalid
-        ErrorBudget.parse(max_invalid)  # a bad value is a ConfigError now, not mid-run
+        self.error_budget = ErrorBudget.parse(max_invalid)  # a bad value is a ConfigError now, not mid-run
 
     def run(self) -> RunReport:
         """Run to the end and return the report. Ctrl-C stops cleanly: the report then

@@ -30,13 +30,13 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from . import budget, codec, dlq
 from . import checkpoint as checkpoint_mod
-from . import codec, dlq
-from .budget import ErrorBudget
 from .checkpoint import fault_point
 from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
 from .errors import AccountingError, FlowSchemaError, InvalidRecordsError, WorkerCrashedError
@@ -63,7 +63,9 @@ class Run:
         self.source, self.sink, self.errors, self.executor = pipeline.source, pipeline.sink, pipeline.errors, pipeline.executor
         self.store = pipeline.checkpoint
         self.run_id = pipeline.run_id
-        self.state = checkpoint_mod.load_state(pipeline)
+        # What this run's checkpoint must match; computed once (it hashes the model's schema).
+        self.fingerprint = checkpoint_mod.fingerprint(pipeline) if self.store is not None else {}
+        self.state = checkpoint_mod.load_state(self.store, self.fingerprint) if self.store is not None else None
         if self.state is not None:
             self.run_id = self.state["run_id"]  # DLQ records of a resumed run keep the first run's id
         self.chunks_done = 0  # chunks whose results are in the sinks (checkpoint position)
@@ -73,7 +75,8 @@ class Run:
         self.stop = threading.Event()
         self.reader: threading.Thread | None = None
         self.opened: list[Sink] = []
-        self.budget = ErrorBudget.parse(pipeline.max_invalid)
+        self.budget = pipeline.error_budget
+        self.reasons: Counter[tuple[str, str, str]] = Counter()  # of refused records, for the budget's message
         self.report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(self.executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight,
@@ -107,16 +110,15 @@ class Run:
         sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
         started = time.perf_counter()
         try:
-            signals.armed = True
-            self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
-            report.workers = self.executor.stats.workers
-            sampler.start()
-            self._open_sinks()
-            self.reader = threading.Thread(target=self._read, name="flowschema-reader", daemon=True)
-            self.reader.start()
-            self._complete()
-            self.reader.join()
-            signals.armed = False  # finishing: a signal now is only recorded, or forces an exit
+            with signals.interruptible():  # after it, finishing: a signal is only recorded
+                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
+                report.workers = self.executor.stats.workers
+                sampler.start()
+                self._open_sinks()
+                self.reader = threading.Thread(target=self._read, name="flowschema-reader", daemon=True)
+                self.reader.start()
+                self._complete()
+                self.reader.join()
             self._check()
             if self.store is None:
                 for sink in self.opened:
@@ -126,21 +128,17 @@ class Run:
                 fault_point("finalize")
                 self._finish()
         except KeyboardInterrupt:
-            signals.armed = False
             report.interrupted = True
             report.stop_signal = signals.name or "SIGINT"
-            log.warning("%s: stopping the run; nothing is written under the final output names", report.stop_signal)
+            log.warning("%s: stopping the run", report.stop_signal)
             self._abort()
         except InvalidRecordsError:
-            signals.armed = False
             self._abort(keep_dlq=True)
             raise
         except BaseException:
-            signals.armed = False
             self._abort()
             raise
         finally:
-            signals.armed = False
             self.executor.shutdown(wait=not report.interrupted, cancel_futures=report.interrupted)
             self.source.close()
             if self.reader is not None:
@@ -267,8 +265,8 @@ class Run:
         report.rows_invalid += len(errors)
         report.rows_filtered += filtered
         if self.budget is not None:
-            self.budget.count(errors)
-            self.budget.check(report.rows_read, report.rows_invalid, self.source.name, self.errors.name)
+            self.reasons.update(map(budget.reason, errors))
+            self.budget.check(report.rows_read, report.rows_invalid, self.reasons, self.source.name, self.errors.name)
 
     def _refused(self, refused: Sequence[tuple[int, str]], result: ChunkResult) -> list[ChunkError]:
         """DLQ entries (stage ``sink``) for the rows the sink refused."""
@@ -294,7 +292,7 @@ class Run:
         assert self.store is not None
         sinks = [self.sink.checkpoint(), self.errors.checkpoint()]
         fault_point("checkpoint-commit")
-        checkpoint_mod.save_state(self.pipeline, self.store, phase=phase, run_id=self.run_id, chunks_done=self.chunks_done, sinks=sinks,
+        checkpoint_mod.save_state(self.store, self.fingerprint, phase=phase, run_id=self.run_id, chunks_done=self.chunks_done, sinks=sinks,
                                   report={name: getattr(self.report, name) for name in checkpoint_mod.PROGRESS_FIELDS})
         log.debug("checkpoint %s: %d chunks, %d records", phase, self.chunks_done, self.report.rows_read)
 
@@ -305,7 +303,7 @@ class Run:
             sink.finish_commit(f"{self.store.key}{i}")
         final = self.report.to_dict()
         final["timeline"] = []
-        checkpoint_mod.save_state(self.pipeline, self.store, phase="done", run_id=self.run_id, chunks_done=self.chunks_done, sinks=[], report=final)
+        checkpoint_mod.save_state(self.store, self.fingerprint, phase="done", run_id=self.run_id, chunks_done=self.chunks_done, sinks=[], report=final)
         return self.report
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import ConfigError, MissingDependencyError
+from .redact import redact_url
 
 
 def import_sqlalchemy() -> Any:
@@ -42,9 +43,9 @@ def create_engine(url: str, **options: Any) -> Any:
         engine = sa.create_engine(url, **options)
     except ImportError as exc:  # the driver (psycopg, ...) is missing
         extra = "postgres" if url.startswith("postgresql") else "sql"
-        raise MissingDependencyError(f"the database URL {safe_url(url)}", extra, getattr(exc, "name", None)) from exc
+        raise MissingDependencyError(f"the database URL {redact_url(url)}", extra, getattr(exc, "name", None)) from exc
     except (sa.exc.ArgumentError, ValueError) as exc:
-        raise ConfigError(f"bad database URL {safe_url(url)}: {exc}") from exc
+        raise ConfigError(f"bad database URL {redact_url(url)}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         _sqlite_transactions(engine)
     return engine
@@ -60,13 +61,6 @@ def _sqlite_transactions(engine: Any) -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password, for messages and reports (:mod:`flowschema_core.redact`)."""
-    from .redact import redact_url
-
-    return redact_url(url)
 
 
 def is_disconnect(exc: BaseException) -> bool:

@@ -19,9 +19,11 @@ program with its own SIGTERM or SIGINT handler keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -41,8 +43,17 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.received: int | None = None  # the first stop signal, if any
-        self.armed = False  # True while raising is safe: the run's try block
+        self.armed = False  # True while raising is safe: inside interruptible()
         self._previous: dict[int, Any] = {}
+
+    @contextlib.contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """The part of a run a stop signal interrupts (raising :class:`StopRequested`)."""
+        self.armed = True
+        try:
+            yield
+        finally:
+            self.armed = False
 
     @property
     def name(self) -> str:

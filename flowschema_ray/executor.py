@@ -157,7 +157,7 @@ class RayExecutor(PooledExecutor):
         self._actor_cls = ray.remote(ChunkActor).options(max_restarts=0, max_task_retries=0, **self.actor_options)
         self._spec_ref = ray.put(spec_blob)
         self._sys_path = _user_paths()
-        self._pool = [_Actor(self._actor_cls.remote(self._spec_ref, self._sys_path)) for _ in range(self.num_actors)]
+        self._pool = [self._new_actor() for _ in range(self.num_actors)]
         self.stats.workers = self.num_actors
         self._wait_ready()
         self._handler = threading.Thread(target=self._handle_loop, name="flowschema-ray-handler", daemon=True)
@@ -180,9 +180,12 @@ class RayExecutor(PooledExecutor):
             ray.init(address="local", num_cpus=self.num_cpus or self.num_actors, **options)
         self._connected_here = True
 
+    def _new_actor(self) -> _Actor:
+        return _Actor(self._actor_cls.remote(self._spec_ref, self._sys_path))
+
     def _spawn(self) -> _Actor:
         # A replacement: learn its pid once it is up (for worker_pids()); its chunks queue meanwhile.
-        actor = _Actor(self._actor_cls.remote(self._spec_ref, self._sys_path))
+        actor = self._new_actor()
         actor.booted = actor.handle.ready.remote().future()
         actor.booted.add_done_callback(functools.partial(self._on_ready, actor))
         return actor

@@ -13,8 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 from .. import blocks
 from ..dlq import escape_undecodable, outcome_of
-from ..nulls import KEEP, TO_NONE
-from ..nulls import apply as apply_nulls
 from .base import ByteBlockKind, Chunk
 
 if TYPE_CHECKING:
@@ -57,14 +55,10 @@ class CSVKind(ByteBlockKind):
         # An empty cell (or a null token) is read the way the model's field asks
         # (flowschema_core.nulls); rows without one, most of them, cost one C-speed check.
         dialect = chunk["dialect"]
-        tokens = frozenset(dialect.get("null_values") or ("",))
-        actions = processor.nulls.actions(fields, dialect.get("empty_cells", "model"))
-        # Three ways, cheapest first: no column needs a change (every field takes ""); only
-        # "" means empty and column names are unique, so each empty cell is found with
-        # list.count / list.index at C speed and fixed in place; else the general loop.
-        plain = all(action == KEEP for action in actions) and tokens == {""}
-        only_empty = tokens == {""} and len(set(fields)) == width
-        fix = {j: (fields[j], action == TO_NONE) for j, action in enumerate(actions) if action != KEEP}
+        plan = processor.nulls.plan(fields, dialect.get("empty_cells", "model"), dialect.get("null_values") or ("",))
+        # Three ways, cheapest first: no cell needs a change; each empty cell found with
+        # list.count / list.index at C speed and fixed in place; else the plan's loop.
+        untouched, fix = plan.untouched, plan.in_place
         reader = csv.reader(lines, **blocks.reader_options(chunk["dialect"]))
         line0 = chunk["line0"]
         # Without hooks, validation is inlined here: this loop is the hot path of the
@@ -94,11 +88,11 @@ class CSVKind(ByteBlockKind):
                         raw_text = escape_undecodable("".join(lines[start:consumed]).rstrip("\r\n"))
                         batch.parse_error(i, line0 + start + 1, f"bytes that are not valid {encoding}", raw_text)
                     else:
-                        record: dict[str, Any] = dict(zip(fields, row))
                         changed = False  # the DLQ keeps the cells as read, never the converted record
-                        if plain:
-                            pass
-                        elif only_empty:
+                        if untouched:
+                            record: dict[str, Any] = dict(zip(fields, row))
+                        elif fix is not None:
+                            record = dict(zip(fields, row))
                             empties = row.count("")
                             j = -1
                             while empties:
@@ -111,9 +105,8 @@ class CSVKind(ByteBlockKind):
                                     else:
                                         del record[name]
                                     changed = True
-                        elif not tokens.isdisjoint(row):
-                            record = apply_nulls(fields, row, actions, tokens)
-                            changed = True
+                        else:
+                            record, changed = plan.record(row)
                         if fast:
                             try:
                                 obj = validate(record)

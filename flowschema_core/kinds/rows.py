@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..nulls import apply as apply_nulls
 from .base import Chunk, ChunkKind
 
 if TYPE_CHECKING:
@@ -34,9 +33,7 @@ class RowsKind(ChunkKind):
         fields, lines = chunk["fields"], chunk["lines"]
         bad = {b[0]: b for b in chunk["bad"]}
         nulls = chunk.get("nulls") if fields is not None else None
-        if nulls:
-            tokens = frozenset(nulls["tokens"])
-            actions = processor.nulls.actions(fields, nulls["mode"])
+        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls else None
         batch.seen = len(chunk["rows"])
         for i, row in enumerate(chunk["rows"]):
             line = lines[i] if lines else None
@@ -45,8 +42,9 @@ class RowsKind(ChunkKind):
                 batch.parse_error(i, line, reason, raw_text)
             elif fields is None:
                 processor.record(row, i, line, batch)
-            elif nulls and not tokens.isdisjoint(row):
-                processor.record(apply_nulls(fields, row, actions, tokens), i, line, batch, dict(zip(fields, row)))
+            elif plan is not None:
+                record, changed = plan.record(row)
+                processor.record(record, i, line, batch, dict(zip(fields, row)) if changed else None)
             else:
                 processor.record(dict(zip(fields, row)), i, line, batch)
 

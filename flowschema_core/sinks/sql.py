@@ -41,7 +41,8 @@ from ..arrow_schema import as_text, json_text
 from ..dlq import jsonable
 from ..errors import ConfigError, SinkError
 from ..model_types import FieldType, field_types
-from ..sql_engine import create_engine, import_sqlalchemy, is_disconnect, safe_url
+from ..redact import redact_url
+from ..sql_engine import create_engine, import_sqlalchemy, is_disconnect
 from .base import RowSink
 
 _UPSERT_DIALECTS = ("sqlite", "postgresql")
@@ -81,7 +82,7 @@ class SQLSink(RowSink):
         self.upsert_key = [upsert_key] if isinstance(upsert_key, str) else list(upsert_key or [])
         self.batch_rows, self.retry_s = batch_rows, retry_s
         self.engine_options = dict(engine_options or {})
-        self.name = f"{safe_url(url)} table {table}"
+        self.name = f"{redact_url(url)} table {table}"
         #: reconnections made after a lost connection (for the report and tests)
         self.retries = 0
         self.rows_written = 0

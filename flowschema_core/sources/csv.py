@@ -97,6 +97,7 @@ class CSVSource(Source):
 
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         quote = self.quotechar.encode(self.encoding) if self.quotechar else None
+        self.notes = []  # this run's
         with open_input(self.path, "CSV file") as f:
             buf = f.read(_READ_SIZE)
             self._sample = buf  # the first MiB: what an encoding is guessed from
@@ -173,8 +174,7 @@ class CSVSource(Source):
         try:
             text = head.decode(self.encoding)
         except UnicodeDecodeError as exc:
-            guess = likely_encoding(self._sample or head)
-            hint = f"it looks like {guess}: pass encoding={guess!r}, or encoding='auto'" if guess else "pass encoding=... or encoding='auto'"
+            hint = _encoding_hint(self._sample or head, self.encoding)
             raise SourceError(f"{self.path}: the header row is not valid {self.encoding} ({exc.reason} at byte {exc.start}); {hint}") from exc
         try:
             rows = [r for r in csv.reader(io.StringIO(text, newline=""), **blocks.reader_options(self.dialect)) if r]
@@ -211,12 +211,8 @@ class CSVSource(Source):
         try:
             codecs.getincrementaldecoder(self.encoding)().decode(self._sample, final=False)
         except UnicodeDecodeError as exc:
-            guess = likely_encoding(self._sample)
-            hint = f"it looks like {guess}: pass encoding={guess!r} or encoding='auto'" if guess and guess != self.encoding else "pass encoding=..."
-            note = (f"{self.path}: bytes that are not valid {self.encoding} in the first MiB (at byte {exc.start}); the records "
-                    f"holding them go to the DLQ; {hint}")
-            self.notes.append(note)
-            log.warning("%s", note)
+            self._warn(f"{self.path}: bytes that are not valid {self.encoding} in the first MiB (at byte {exc.start}); the records "
+                       f"holding them go to the DLQ; {_encoding_hint(self._sample, self.encoding)}")
 
     def _warn_if_one_column(self, header: str) -> None:
         """A header of one column holding another likely delimiter: every record would be
@@ -225,10 +221,20 @@ class CSVSource(Source):
         if not others:
             return
         likely = max(others, key=header.count)
-        note = (f"{self.path}: the header is a single column ({header[:80]!r}); the delimiter is probably {likely!r}, "
-                f"not {self.delimiter!r}: pass delimiter={likely!r}")
+        self._warn(f"{self.path}: the header is a single column ({header[:80]!r}); the delimiter is probably {likely!r}, "
+                   f"not {self.delimiter!r}: pass delimiter={likely!r}")
+
+    def _warn(self, note: str) -> None:
+        """Say it once, at the start: as a warning, and in the run report's notes."""
         self.notes.append(note)
         log.warning("%s", note)
+
+
+def _encoding_hint(sample: bytes, encoding: str) -> str:
+    guess = likely_encoding(sample)
+    if guess and guess != encoding:
+        return f"it looks like {guess}: pass encoding={guess!r}, or encoding='auto'"
+    return "pass encoding=... or encoding='auto'"
 
 
 def likely_encoding(sample: bytes) -> str | None:

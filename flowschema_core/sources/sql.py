@@ -21,7 +21,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import ConfigError, SourceError
-from ..sql_engine import create_engine, import_sqlalchemy, safe_url
+from ..redact import redact_url
+from ..sql_engine import create_engine, import_sqlalchemy
 from .base import RecordSource
 
 _WIRE_SAFE = frozenset({
@@ -62,7 +63,7 @@ class SQLSource(RecordSource):
         self.url, self.table, self.query, self.params = url, table, query, dict(params or {})
         self.schema, self.batch_rows = schema, batch_rows
         self.engine_options = dict(engine_options or {})
-        shown = safe_url(url)
+        shown = redact_url(url)
         self.name = f"{shown} table {table}" if table is not None else f"{shown} query"
         self._engine: Any = None
 
