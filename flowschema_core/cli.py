@@ -98,7 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
     run.add_argument("--max-invalid", metavar="N_OR_PCT", help="stop once more records than this are invalid: a count (1000) or a share (5%%)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    run.set_defaults(handler=run_command)
+    for command in _more_commands():
+        command.add_parser(sub)
     return parser
+
+
+def _more_commands() -> list[Any]:
+    """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
+    return []
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -167,8 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _log_to_stderr(getattr(args, "quiet", False))
     try:
-        if args.command == "run":
-            return run_command(args)
+        return int(args.handler(args))
     except UsageError as exc:
         print(f"flowschema: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,7 +185,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("flowschema: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return EXIT_USAGE
 
 
 if __name__ == "__main__":
