@@ -38,6 +38,7 @@ class RunReport:
     workers: int = 0
     worker_restarts: int = 0
     retries: int = 0
+    record_timeouts: int = 0  # records that outlived record_timeout (in the DLQ, stage "worker")
     interrupted: bool = False
     stop_signal: str = ""  # "SIGTERM" or "SIGINT" when a signal stopped the run
     checkpoint: str = ""
@@ -64,7 +65,8 @@ class RunReport:
             f"run {self.run_id} {status}: {self.source} -> {self.sink} (DLQ {self.errors_sink})",
             f"  read {self.rows_read:,} = valid {self.rows_valid:,} + invalid {self.rows_invalid:,} ({stages}) + filtered {self.rows_filtered:,}",
             f"  {self.elapsed_s:.2f} s, {self.rows_per_s:,.0f} rows/s, {self.chunks} chunks, "
-            f"{self.workers} workers ({self.executor}), {self.worker_restarts} restarts",
+            f"{self.workers} workers ({self.executor}), {self.worker_restarts} restarts"
+            + (f", {self.record_timeouts} records past record_timeout" if self.record_timeouts else ""),
             f"  peak bytes in flight {format_size(self.peak_bytes_in_flight)} of a {format_size(self.max_bytes_in_flight)} budget; "
             f"reader blocked {self.blocked_s:.2f} s",
             f"  peak RSS of the process tree {format_size(self.peak_rss_bytes)}",

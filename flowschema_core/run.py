@@ -111,7 +111,7 @@ class Run:
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
-                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
+                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout))
                 report.workers = self.executor.stats.workers
                 sampler.start()
                 self._open_sinks()
@@ -169,7 +169,8 @@ class Run:
         report.peak_bytes_in_flight = ledger.peak
         report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
         report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
-        report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+        stats = self.executor.stats
+        report.worker_restarts, report.retries, report.record_timeouts = stats.restarts, stats.retries, stats.timeouts
         report.notes = list(self.source.notes)
 
     def _abort(self, *, keep_dlq: bool = False) -> None:

@@ -64,7 +64,8 @@ class CSVKind(ByteBlockKind):
         # Without hooks, validation is inlined here: this loop is the hot path of the
         # whole engine, so it avoids a Python call per record beyond the validator's.
         # Exceptions go to outcome_of, the one place that decides what they mean.
-        fast = not processor.before and not processor.after
+        # The common case inlined: no hooks and no record_timeout beacon to write.
+        fast = not processor.before and not processor.after and processor.beacon is None
         validate = processor.validate
         valid_append: Any = batch.valid.append
         valid_i_append = batch.valid_i.append
