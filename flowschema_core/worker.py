@@ -70,7 +70,7 @@ class ChunkProcessor:
         self.nulls = NullPolicy(spec.model)  # what an empty cell means, per field
         #: Set by a worker whose executor enforces ``record_timeout``.
         self.beacon: Beacon | None = None
-        self._stuck: dict[int, str] | None = None  # records of this chunk not to run, and why
+        self.stuck: dict[int, str] | None = None  # records of this chunk not to run, and why
 
     def _dumper(self) -> Any:
         """The function turning a valid model into one row of the sink's form."""
@@ -95,7 +95,7 @@ class ChunkProcessor:
         if beacon is not None:
             beacon.next_chunk()
         chunk = codec.decode(blob)
-        self._stuck = chunk.pop("stuck", None) if isinstance(chunk, dict) else None
+        self.stuck = chunk.pop("stuck", None) if isinstance(chunk, dict) else None
         batch = Batch()
         kind_of(chunk).parse(chunk, self, batch)
         if beacon is not None:
@@ -120,8 +120,8 @@ class ChunkProcessor:
         raw = record if raw is None else raw
         if self.beacon is not None:
             self.beacon.on_record(i)
-            if self._stuck is not None and i in self._stuck:
-                batch.fail(i, line, "worker", [dlq.entry("record_timeout", self._stuck[i])], raw)
+            if self.stuck is not None and i in self.stuck:
+                batch.fail(i, line, "worker", [dlq.entry("record_timeout", self.stuck[i])], raw)
                 return
         for hook in self.before:
             try:
