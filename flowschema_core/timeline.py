@@ -3,8 +3,9 @@
 When the sampler samples, so that a run of any length gets a timeline worth plotting and
 a long run's stays small::
 
-    start ─ one sample at once (the timeline always has a start and an end)
-      │     then fast: the gap is elapsed / RAMP_SAMPLES, at least interval / FAST_START,
+    start ─ one sample at once (the timeline always has a start and an end); ``t`` counts
+      │     from the run's start, so the samples begin once the workers are ready
+      │     then fast: the gap is (time since start) / RAMP_SAMPLES, at least interval / FAST_START,
       │     so a run of a fraction of a second still gets dozens of samples
       │     (0.25 s interval: every 10 ms in the first 0.4 s)
       ├─ steady: one sample every ``interval`` once the run is old enough
@@ -16,8 +17,8 @@ a long run's stays small::
 A sample costs a few tenths of a millisecond of the sampler thread: RSS is read from
 each process of the tree, but the tree itself (which means reading all of /proc, ~5 ms)
 is listed again only every CHILDREN_REFRESH_S seconds. Thinning keeps every sample's
-values as measured; the run's peaks are exact anyway (``peak_bytes_in_flight`` comes from
-the ledger, ``peak_rss_bytes`` from every sample, even those thinned out).
+values as measured, and the report's peaks do not depend on it: ``peak_bytes_in_flight`` is
+the ledger's exact peak, ``peak_rss_bytes`` the highest of all samples, thinned out or not.
 """
 
 from __future__ import annotations
@@ -111,10 +112,13 @@ class Sampler:
         self.peak_rss = 0
         self._tree: ProcessTree | None = None
         self._stop = threading.Event()
-        self._started = time.perf_counter()
+        self._started = time.perf_counter()  # t = 0 of the samples: the run's start
+        self._sampling_since = self._started  # the ramp's start: when the workers are ready
         self._thread = threading.Thread(target=self._loop, name="flowschema-sampler", daemon=True)
 
     def start(self) -> Sampler:
+        """Take the first sample and go on on a thread (call it when the workers are ready)."""
+        self._sampling_since = time.perf_counter()
         self._sample()
         self._thread.start()
         return self
@@ -133,7 +137,7 @@ class Sampler:
 
     def next_gap(self) -> float:
         """Seconds until the next sample: short while the run is young, ``interval`` later."""
-        elapsed = time.perf_counter() - self._started
+        elapsed = time.perf_counter() - self._sampling_since
         return min(self.interval, max(self.interval / FAST_START, elapsed / RAMP_SAMPLES))
 
     def _loop(self) -> None:
