@@ -170,7 +170,7 @@ def _charts(r: RunReport) -> str:
         _chart("chart-rss", "Resident memory (RSS) of the process tree", [(s["t"], s["rss"]) for s in timeline], end,
                format_size, [_Reference(f"peak {format_size(r.peak_rss_bytes)}", r.peak_rss_bytes, "peak")], binary=True),
         _chart("chart-rows-per-s", "Rows per second", rows_per_second(timeline), end,
-               _count, [_Reference(f"average {r.rows_per_s:,.0f}", r.rows_per_s, "average")]),
+               _count, [_Reference(f"average {r.rows_per_s:,.0f}", r.rows_per_s, "average")], starting=timeline[0]["t"]),
     ])
 
 
@@ -215,9 +215,10 @@ def ticks(maximum: float, *, binary: bool = False, count: int = 4) -> list[float
 
 
 def _chart(chart_id: str, title: str, points: list[tuple[float, float]], x_max: float, fmt: Callable[[float], str],
-           references: Sequence[_Reference], *, binary: bool = False) -> str:
+           references: Sequence[_Reference], *, binary: bool = False, starting: float | None = None) -> str:
     """A line chart of ``points`` (x in seconds, from 0 to ``x_max``), with ``references``
-    as dashed lines."""
+    as dashed lines; before ``starting`` (default: the first point) a band says the
+    workers were starting."""
     if len(points) < 2:
         return f'<figure class="chart"><figcaption>{_text(title)}</figcaption><p class="empty">Too few samples to draw.</p></figure>'
     x_max = x_max if x_max > 0 else 1.0
@@ -232,6 +233,10 @@ def _chart(chart_id: str, title: str, points: list[tuple[float, float]], x_max: 
         return _TOP + plot_h - y / y_max * plot_h
 
     parts = [f'<rect class="plot" x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}"/>']
+    first = points[0][0] if starting is None else starting
+    if first > x_max / 50:  # the samples begin once the workers are ready: show the wait
+        parts.append(f'<rect class="starting" x="{_LEFT}" y="{_TOP}" width="{sx(first) - _LEFT:.1f}" height="{plot_h}"/>'
+                     f'<text class="starting-label" x="{(_LEFT + sx(first)) / 2:.1f}" y="{_TOP + plot_h / 2:.1f}">starting workers</text>')
     for y in y_ticks:
         parts.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
                      f'<text class="y-tick" x="{_LEFT - 6}" y="{sy(y) + 4:.1f}">{_text(fmt(y))}</text>')
@@ -278,7 +283,8 @@ td:not(:first-child), th:not(:first-child) { text-align: right; }
 .chart-svg .y-tick { text-anchor: end; } .chart-svg .x-tick, .chart-svg .x-label { text-anchor: middle; }
 .chart-svg .series { fill: none; stroke: #2f6fde; stroke-width: 2; stroke-linejoin: round; }
 .chart-svg .ref { stroke-width: 1.5; stroke-dasharray: 6 4; }
-.chart-svg .ref-label { text-anchor: end; font-weight: 600; }
+.chart-svg .ref-label { text-anchor: end; font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+.chart-svg .starting { fill: #eceff3; } .chart-svg .starting-label { text-anchor: middle; fill: #7a8392; font-style: italic; }
 .chart-svg .ref.budget { stroke: #d2362f; } .chart-svg .ref.peak { stroke: #e08a00; } .chart-svg .ref.average { stroke: #2c9b55; }
 .chart-svg .ref-label.budget { fill: #b52a24; } .chart-svg .ref-label.peak { fill: #9a5c00; } .chart-svg .ref-label.average { fill: #237a43; }
 .empty { color: #6b7380; font-style: italic; }

@@ -90,3 +90,18 @@ def test_process_tree_counts_a_child_that_holds_memory_and_skips_it_once_ended()
         child.stdout.close()  # type: ignore[union-attr]
     # The cached tree still holds the ended child: its RSS can no longer be read and is skipped.
     assert 0 < cached.rss() < alone + (40 << 20)
+
+
+def test_a_short_pipeline_run_gets_a_timeline_worth_plotting(tmp_path):
+    import flowschema_core as fs
+    from tests.integration.pipeline_models import Item, Slow, write_items_csv
+
+    write_items_csv(tmp_path / "items.csv", 1_000)
+    # About half a second of work (0.5 ms a record): the default 0.25 s interval alone
+    # would give two or three samples.
+    report = fs.Pipeline(fs.CSVSource(tmp_path / "items.csv"), Item, fs.JSONLSink(tmp_path / "out.jsonl"), executor="inline",
+                         chunk_bytes="4KiB", hooks=[Slow(0.0005)]).run()
+    samples = report.timeline
+    assert len(samples) >= 10, [s["t"] for s in samples]
+    assert samples[0]["rows_done"] == 0 and samples[-1]["rows_done"] == 1_000
+    assert len({s["rows_done"] for s in samples}) >= 5  # progress shows between start and end
