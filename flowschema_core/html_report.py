@@ -234,9 +234,10 @@ def _chart(chart_id: str, title: str, points: list[tuple[float, float]], x_max: 
 
     parts = [f'<rect class="plot" x="{_LEFT}" y="{_TOP}" width="{plot_w}" height="{plot_h}"/>']
     first = points[0][0] if starting is None else starting
+    on_top = []  # drawn last, over the lines
     if first > x_max / 50:  # the samples begin once the workers are ready: show the wait
-        parts.append(f'<rect class="starting" x="{_LEFT}" y="{_TOP}" width="{sx(first) - _LEFT:.1f}" height="{plot_h}"/>'
-                     f'<text class="starting-label" x="{(_LEFT + sx(first)) / 2:.1f}" y="{_TOP + plot_h / 2:.1f}">starting workers</text>')
+        parts.append(f'<rect class="starting" x="{_LEFT}" y="{_TOP}" width="{sx(first) - _LEFT:.1f}" height="{plot_h}"/>')
+        on_top.append(f'<text class="starting-label" x="{(_LEFT + sx(first)) / 2:.1f}" y="{_TOP + plot_h / 2:.1f}">starting workers</text>')
     for y in y_ticks:
         parts.append(f'<line class="grid" x1="{_LEFT}" x2="{_W - _RIGHT}" y1="{sy(y):.1f}" y2="{sy(y):.1f}"/>'
                      f'<text class="y-tick" x="{_LEFT - 6}" y="{sy(y) + 4:.1f}">{_text(fmt(y))}</text>')
@@ -255,6 +256,7 @@ def _chart(chart_id: str, title: str, points: list[tuple[float, float]], x_max: 
                      f'<text class="ref-label {ref.css}" x="{_W - _RIGHT - 4}" y="{label_y:.1f}">{_text(ref.label)}</text>')
     coordinates = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in points)
     parts.append(f'<polyline class="series" data-points="{len(points)}" points="{coordinates}"/>')
+    parts += on_top
     parts.append(f'<text class="x-label" x="{_LEFT + plot_w / 2}" y="{_H - 4}">seconds since the run started</text>')
     return (f'<figure class="chart"><figcaption>{_text(title)}</figcaption>'
             f'<svg id="{chart_id}" class="chart-svg" viewBox="0 0 {_W} {_H}" role="img" '
@@ -284,7 +286,8 @@ td:not(:first-child), th:not(:first-child) { text-align: right; }
 .chart-svg .series { fill: none; stroke: #2f6fde; stroke-width: 2; stroke-linejoin: round; }
 .chart-svg .ref { stroke-width: 1.5; stroke-dasharray: 6 4; }
 .chart-svg .ref-label { text-anchor: end; font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
-.chart-svg .starting { fill: #eceff3; } .chart-svg .starting-label { text-anchor: middle; fill: #7a8392; font-style: italic; }
+.chart-svg .starting { fill: #eceff3; }
+.chart-svg .starting-label { text-anchor: middle; fill: #7a8392; font-style: italic; paint-order: stroke; stroke: #eceff3; stroke-width: 4px; }
 .chart-svg .ref.budget { stroke: #d2362f; } .chart-svg .ref.peak { stroke: #e08a00; } .chart-svg .ref.average { stroke: #2c9b55; }
 .chart-svg .ref-label.budget { fill: #b52a24; } .chart-svg .ref-label.peak { fill: #9a5c00; } .chart-svg .ref-label.average { fill: #237a43; }
 .empty { color: #6b7380; font-style: italic; }
