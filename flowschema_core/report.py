@@ -81,11 +81,14 @@ class RunReport:
         """Read a report written by ``flowschema run --report PATH`` or :meth:`to_json`."""
         try:
             with open(path, encoding="utf-8") as f:
-                text = f.read()
+                text = f.read(_MAX_REPORT_CHARS + 1)  # a big file given by mistake is not read whole
         except FileNotFoundError:
             raise ConfigError(f"run report not found: {os.fspath(path)}") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read the run report {os.fspath(path)}: {exc}") from None
+        if len(text) > _MAX_REPORT_CHARS:
+            raise ConfigError(f"{os.fspath(path)} is not a FlowSchema run report: it is far larger than one "
+                              "(a report is a few kilobytes; its timeline keeps at most 512 samples)")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -114,5 +117,7 @@ class RunReport:
         ])
 
 
+#: A report is tens of kilobytes (one from before the timeline was capped, a few megabytes).
+_MAX_REPORT_CHARS = 64 << 20
 #: Keys every run report has; a JSON object without them is something else.
 _REQUIRED = ("run_id", "source", "sink", "errors_sink", "executor", "rows_read", "rows_valid", "rows_invalid", "rows_filtered")

@@ -64,6 +64,7 @@ def test_a_report_reads_back_as_it_was_written(tmp_path):
         ("PLACEHOLDER_BAD_COUNT", "not a valid FlowSchema run report: rows_read:"),
         ("PLACEHOLDER_BAD_SAMPLE", "not a valid FlowSchema run report: timeline.0.rss: Field required"),
         (b"\xff\xfe\x00", "cannot read the run report"),
+        ("PLACEHOLDER_HUGE", "far larger than one"),
     ],
 )
 def test_what_is_not_a_run_report_is_a_config_error_that_says_so(tmp_path, content, message):
@@ -73,6 +74,8 @@ def test_what_is_not_a_run_report_is_a_config_error_that_says_so(tmp_path, conte
         content = json.dumps({**good, "rows_read": "many"})
     elif content == "PLACEHOLDER_BAD_SAMPLE":
         content = json.dumps({**good, "timeline": [{"t": 0, "bytes_in_flight": 0, "rows_done": 0}]})
+    elif content == "PLACEHOLDER_HUGE":  # e.g. the input file given instead of the report
+        content = "[" + "1," * (33 << 20) + "1]"
     if isinstance(content, bytes):
         path.write_bytes(content)
     elif content is not None:
