@@ -44,6 +44,7 @@ from .kinds import kind_of
 from .ledger import ByteLedger
 from .report import RunReport
 from .sinks.base import Sink
+from .sinks.jsonl import JSONLSink
 from .stopping import StopSignals
 from .timeline import Sampler
 from .worker import WorkerSpec
@@ -259,11 +260,14 @@ class Run:
         if errors:
             ts = _now()
             first = report.rows_read + 1
-            records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
+            if isinstance(self.errors, JSONLSink):  # the default: copy the bytes the workers encoded
+                self.errors.write(dlq.dlq_lines(errors, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts))
+            else:
+                records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
+                self.errors.write_records(records)  # type: ignore[arg-type]
             for e in errors:
                 report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
             self.error_groups.add(errors)
-            self.errors.write_records(records)  # type: ignore[arg-type]
         report.rows_read += n
         report.rows_valid += valid
         report.rows_invalid += len(errors)

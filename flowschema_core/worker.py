@@ -29,7 +29,6 @@ from pydantic_core import SchemaSerializer, SchemaValidator
 
 from . import codec, dlq
 from .dlq import ChunkError, ChunkResult, ErrorEntry, Stage, outcome_of
-from .errors import CodecError
 from .hooks import Hook, overrides
 from .kinds import kind_of
 from .nulls import NullPolicy
@@ -100,18 +99,9 @@ class ChunkProcessor:
         kind_of(chunk).parse(chunk, self, batch)
         if beacon is not None:
             beacon.between_records()
-        result = batch.result(self.output_form, self.fields)
-        try:
-            return codec.encode(result)[0]
-        except CodecError:
-            # A DLQ entry's raw record holds a value msgpack cannot carry: keep its repr
-            # instead of failing the chunk (valid rows are already in the sink's form).
-            for entry in result["errors"]:
-                try:
-                    codec.pack(entry["raw"])
-                except CodecError:
-                    entry["raw"], entry["raw_text"] = None, repr(entry["raw"])[:65536]
-            return codec.encode(result)[0]
+        # DLQ entries are JSON bytes already (their raw values, whatever they are, made
+        # JSON by dlq.json_default), so only valid rows travel as values.
+        return codec.encode(batch.result(self.output_form, self.fields))[0]
 
     # -- one record ------------------------------------------------------------------
     def record(self, record: dict[str, Any], i: int, line: int | None, batch: Batch, raw: Any = None) -> None:

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import flowschema_core as fs
-from flowschema_core import codec
+from flowschema_core import codec, dlq
 from flowschema_core.watchdog import Beacon, Watch, mark_stuck
 from tests.helpers import read_jsonl
 from tests.integration import stuck_models
@@ -117,4 +117,5 @@ def test_a_marked_record_is_not_run():
     finally:
         watch.close()
     assert result["n"] == 3 and result["valid"] == 2
-    assert [(e["i"], e["stage"], e["errors"][0]["type"], e["errors"][0]["msg"]) for e in result["errors"]] == [(1, "worker", "record_timeout", "stuck here")]
+    errors = [dlq.opened(e) for e in result["errors"]]
+    assert [(e["i"], e["stage"], e["errors"][0]["type"], e["errors"][0]["msg"]) for e in errors] == [(1, "worker", "record_timeout", "stuck here")]
