@@ -106,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _more_commands() -> list[Any]:
     """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
-    return []
+    from .commands import infer
+
+    return [infer]
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -20,7 +20,9 @@ with rare empty cells is still ``Optional``. How a column's type is chosen:
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 import os
 import random
 import sys
@@ -131,18 +133,20 @@ def sample_records(source: Any, *, sample_size: int = DEFAULT_SAMPLE_SIZE, max_r
     take = sample_size + int(math.log(rng.random()) / math.log(1 - weight))
     parsed = 0  # records parsed so far: the reservoir's indexes
     try:
-        for chunk_records in _records(source, sample):
+        for chunk_records, same_keys in _records(source, sample):
             if max_records is not None and sample.scanned + len(chunk_records) >= max_records:
                 chunk_records = chunk_records[:max_records - sample.scanned]
                 sample.capped = True
             sample.scanned += len(chunk_records)
             records = [r for r in chunk_records if r is not None]
-            for record in records:
-                if record.keys() != keys:
-                    _note_other_keys(record, known, sample, first=keys is None)
-                    keys = record.keys()
-                if None in record.values() or (sample.empty_is_null and "" in record.values()):
-                    sample.empty_anywhere.update(k for k, v in record.items() if v is None or (sample.empty_is_null and v == ""))
+            if not same_keys:  # JSON objects: each may have its own keys
+                for record in records:
+                    if record.keys() != keys:
+                        _note_other_keys(record, known, sample, first=keys is None)
+                        keys = record.keys()
+            elif records and not known:
+                known.update(dict.fromkeys(records[0]))
+            _note_empty_cells(records, known, sample, same_keys)
             first = parsed
             parsed += len(records)
             sample.records.extend(records[:sample_size - len(sample.records)])
@@ -156,6 +160,26 @@ def sample_records(source: Any, *, sample_size: int = DEFAULT_SAMPLE_SIZE, max_r
         source.close()
     sample.fields = sample.fields or list(known)
     return sample
+
+
+def _note_empty_cells(records: list[dict[str, Any]], known: dict[str, None], sample: Sample, same_keys: bool) -> None:
+    """Columns with an empty cell in these records. A column already known to have one is
+    not looked at again; the others are checked all at once at C speed (``in`` on one flat
+    list of their cells), and one by one only when that finds an empty cell."""
+    pending = [name for name in known if name not in sample.empty_anywhere]
+    if not pending or not records:
+        return
+    if same_keys:
+        get = operator.itemgetter(*pending) if len(pending) > 1 else lambda r: (r[pending[0]],)
+        flat = list(itertools.chain.from_iterable(map(get, records)))
+    else:
+        flat = [r.get(name) for r in records for name in pending]
+    if None not in flat and not (sample.empty_is_null and "" in flat):
+        return
+    for j, name in enumerate(pending):
+        cells = flat[j::len(pending)]
+        if None in cells or (sample.empty_is_null and "" in cells):
+            sample.empty_anywhere.add(name)
 
 
 def _note_other_keys(record: dict[str, Any], known: dict[str, None], sample: Sample, *, first: bool) -> None:
@@ -196,8 +220,9 @@ class _Collector:
         batch.valid_i.append(i)
 
 
-def _records(source: Any, sample: Sample) -> Iterator[list[dict[str, Any] | None]]:
-    """Each chunk's records in order, ``None`` where a record could not be parsed."""
+def _records(source: Any, sample: Sample) -> Iterator[tuple[list[dict[str, Any] | None], bool]]:
+    """Each chunk's records in order, ``None`` where a record could not be parsed, and
+    whether they all have the chunk's fields as keys (else they are JSON objects)."""
     from .worker import Batch
 
     collector = _Collector(sample)
@@ -211,7 +236,7 @@ def _records(source: Any, sample: Sample) -> Iterator[list[dict[str, Any] | None
         for i, record in zip(batch.valid_i, batch.valid):
             records[i] = record
         sample.unparsed += len(batch.errors)
-        yield records
+        yield records, bool(chunk.get("fields"))
     if not sample.fields and getattr(source, "fields", None):
         sample.fields = list(source.fields)  # a header and no records
 
@@ -238,7 +263,7 @@ def _check_runnable(module: str, class_name: str) -> None:
     scratch = types.ModuleType(name)
     sys.modules[name] = scratch  # Pydantic resolves annotations through the class's module
     try:
-        exec(compile(module, "<inferred model>", "exec"), scratch.__dict__)  # noqa: S102 - our own generated text
+        exec(compile(module, "<inferred model>", "exec"), scratch.__dict__)  # our own generated text, never the data
         getattr(scratch, class_name).model_json_schema()
     finally:
         del sys.modules[name]

@@ -28,17 +28,20 @@ _BASE_ATTRIBUTES = set(dir(BaseModel))
 
 
 def field_names(columns: Sequence[str]) -> list[str]:
-    """A safe, unique Python identifier for each column name, in order."""
-    names: list[str] = []
-    taken: set[str] = set()
-    for index, column in enumerate(columns):
-        base = _identifier(column) or f"field_{index + 1}"
+    """A safe, unique Python identifier for each column name, in order. A column whose
+    name is already its identifier keeps it; the others yield on a collision."""
+    bases = [_identifier(column) or f"field_{index + 1}" for index, column in enumerate(columns)]
+    names: list[str | None] = [base if base == column else None for base, column in zip(bases, columns)]
+    taken = {name for name in names if name is not None}
+    for index, base in enumerate(bases):
+        if names[index] is not None and list(names).index(names[index]) == index:
+            continue
         name, n = base, 2
         while name in taken:
             name, n = f"{base}_{n}", n + 1
         taken.add(name)
-        names.append(name)
-    return names
+        names[index] = name
+    return [name for name in names if name is not None]
 
 
 def _identifier(column: str) -> str:

@@ -146,7 +146,7 @@ def column_type(name: str, values: Sequence[Any], *, empty_is_null: bool, thresh
         members = _enum_members(counts, len(present), need, max_enum_values)
         if members:
             type_name = "Literal[" + ", ".join(repr(v) for v in members) + "]"
-            fit, refused = _tally(type_name, counts, typed, TypeAdapter(Literal[tuple(members)]))  # type: ignore[valid-type]
+            fit, refused = _tally(type_name, counts, typed, TypeAdapter(Literal[tuple(members)]))  # type: ignore[valid-type,arg-type]
     return ColumnType(name, type_name, len(values), fit, empty, len(present) - fit, _examples(refused), optional, note)
 
 
