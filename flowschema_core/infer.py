@@ -129,8 +129,8 @@ def sample_records(source: Any, *, sample_size: int = DEFAULT_SAMPLE_SIZE, max_r
     keys: Any = None  # the keys of the last record, to notice a record with other keys cheaply
     # Algorithm L (Vitter): after the reservoir fills, jump straight to the next record to
     # keep, so the work is per kept record, not per record read.
-    weight = math.exp(math.log(rng.random()) / sample_size)
-    take = sample_size + int(math.log(rng.random()) / math.log(1 - weight))
+    weight = math.exp(math.log(_uniform(rng)) / sample_size)
+    take = sample_size + _skip(rng, weight)
     parsed = 0  # records parsed so far: the reservoir's indexes
     try:
         for chunk_records, same_keys in _records(source, sample):
@@ -152,14 +152,26 @@ def sample_records(source: Any, *, sample_size: int = DEFAULT_SAMPLE_SIZE, max_r
             sample.records.extend(records[:sample_size - len(sample.records)])
             while take < parsed:
                 sample.records[rng.randrange(sample_size)] = records[take - first]
-                weight *= math.exp(math.log(rng.random()) / sample_size)
-                take += int(math.log(rng.random()) / math.log(1 - weight)) + 1
+                weight *= math.exp(math.log(_uniform(rng)) / sample_size)
+                take += _skip(rng, weight) + 1
             if sample.capped:
                 break
     finally:
         source.close()
     sample.fields = sample.fields or list(known)
     return sample
+
+
+def _uniform(rng: random.Random) -> float:
+    """A uniform draw in (0, 1): never 0, whose log algorithm L takes."""
+    return rng.random() or 0.5
+
+
+def _skip(rng: random.Random, weight: float) -> int:
+    """How many records algorithm L passes over before the next one it keeps."""
+    if weight >= 1.0:  # only when the reservoir is larger than every draw can tell apart
+        return 0
+    return int(math.log(_uniform(rng)) / math.log1p(-weight))
 
 
 def _note_empty_cells(records: list[dict[str, Any]], known: dict[str, None], sample: Sample, same_keys: bool) -> None:
