@@ -14,7 +14,7 @@ will run. Candidates for text, narrowest first::
 The candidate that most values fit wins; on a tie the narrower one (``"0"``/``"1"`` is
 ``int``, not ``bool``; ``"2024-01-05"`` is ``date``, not ``datetime``). Numbers never count
 as dates (Pydantic reads ``"1700000000"`` as a timestamp; a column of numbers is numbers).
-Numbers are ``Decimal`` when every one is written in fixed-point with the same number of
+Numbers are ``Decimal`` when every one is written in fixed-point with the same number (1-4) of
 decimals (money: ``"12.50"``, ``"3.99"``, ``"7"``), else ``float``. Values with leading
 zeros (``"007"``, zip codes, phone numbers) keep the column ``str``: a number would lose them.
 
@@ -63,6 +63,7 @@ _LEADING_ZERO = re.compile(r"\s*[+-]?0\d")
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {}
 _RARE = 0.005  # an enum label is in at least this share of the rows
 _MAX_LABEL = 40
+_MAX_MONEY_PLACES = 4  # more fixed decimals than this look like measurements (coordinates), not money
 
 
 @dataclass
@@ -211,7 +212,7 @@ def _text_type(counts: Counter[Any], need: float) -> str:
 
 
 def _fixed_point(texts: list[str]) -> bool:
-    """Money-like: plain digits, and every value with a point has the same decimals (1-6)."""
+    """Money-like: plain digits, and every value with a point has the same decimals (1-4)."""
     places: set[int] = set()
     for text in texts:
         match = _FIXED_POINT.fullmatch(text)
@@ -219,7 +220,7 @@ def _fixed_point(texts: list[str]) -> bool:
             return False
         if match.group(1) is not None:
             places.add(len(match.group(1)))
-    return len(places) == 1 and next(iter(places)) <= 6
+    return len(places) == 1 and next(iter(places)) <= _MAX_MONEY_PLACES
 
 
 def _fits_enough(type_name: str, counts: Counter[Any], typed: list[Any], need: float) -> bool:

@@ -330,3 +330,33 @@ def test_a_large_file_is_streamed_in_bounded_memory(tmp_path: pathlib.Path) -> N
     # Holding the file's records would take gigabytes, its bytes alone 100+ MiB.
     assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB for a {size / 2**20:.0f} MiB file"
     assert sum(counts.values()) == 10_000
+
+
+def test_json_array_where_an_empty_string_is_a_value_not_an_empty_cell(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "items.json"
+    items = [{"id": i, "qty": None if i % 9 == 0 else ("" if i == 50 else i % 7), "when": f"2024-06-{1 + i % 28:02d}T08:00:00Z"}
+             for i in range(1, 201)]
+    path.write_text(json.dumps(items), encoding="utf-8")
+    found = infer_model(path)
+    qty = next(c for c in found.columns if c.name == "qty")
+    # JSON's null is "no value"; its "" is a string, which int refuses (as validation will).
+    assert (qty.type_name, qty.optional, qty.misfits, qty.examples) == ("int", True, 1, ["''"])
+    model = _infer_import(tmp_path, path)
+    assert _annotations(model) == {"id": int, "qty": int | None, "when": dt.datetime}
+    _, out, dlq = _run(tmp_path, fs.JSONSource(path), model)
+    assert len(out) == 199 and [d["record"] for d in dlq] == [50]
+
+
+def test_cli_passes_source_options_and_reads_compressed_files(tmp_path: pathlib.Path) -> None:
+    import gzip
+
+    text = "id;price;day\n" + "".join(f"{i};{i}.99;2024-07-{1 + i % 28:02d}\n" for i in range(1, 101))
+    (tmp_path / "semi.csv.gz").write_bytes(gzip.compress(text.encode()))
+    done = _cli("infer", "semi.csv.gz", "--delimiter", ";", "--class-name", "Line", "-o", "line_model.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    model = _import(tmp_path / "line_model.py", "Line")
+    assert _annotations(model) == {"id": int, "price": Decimal, "day": dt.date}
+    ran = _cli("run", "semi.csv.gz", "--delimiter", ";", "--model", "line_model:Line", "--sink", "out.jsonl", "--errors", "dlq.jsonl",
+               "--executor", "inline", "--quiet", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert len(read_jsonl(tmp_path / "out.jsonl")) == 100 and read_jsonl(tmp_path / "dlq.jsonl") == []

@@ -21,6 +21,7 @@ def _type(values, *, empty_is_null=True, **kw):
     (["1", "2", "-3", " 4 "], "int"),
     (["12.50", "3.99", "7", "100.00"], "Decimal"),  # money: one fixed number of decimals
     (["0.5", "1.25", "3.125"], "float"),  # varying decimals
+    (["52.520008", "13.404954"], "float"),  # fixed, but more decimals than money has
     (["1e3", "2.5"], "float"),
     (["2024-01-05", "2023-12-31"], "dt.date"),
     (["2024-01-05T10:00:00", "2024-01-05 11:30", "2024-01-06"], "dt.datetime"),
