@@ -267,14 +267,15 @@ def test_excel_numeric_date_and_text_cells(tmp_path: pathlib.Path) -> None:
 
     wb = Workbook()
     ws = wb.active
-    ws.append(["Item ID", "Price", "Ordered", "Note"])
+    ws.append(["Item ID", "Price", "Ordered", "Note", "Price"])  # Excel's duplicate titles get a suffix
     for i in range(1, 201):
         price: Any = "abc" if i == 77 else i + 0.5
-        ws.append([i, price, dt.datetime(2024, 1, 1) + dt.timedelta(days=i), None if i % 4 else f"note {i}"])
+        ws.append([i, price, dt.datetime(2024, 1, 1) + dt.timedelta(days=i), None if i % 4 else f"note {i}", i * 2])
     path = tmp_path / "book.xlsx"
     wb.save(path)
     model = _infer_import(tmp_path, path)
-    assert _annotations(model) == {"item_id": int, "price": float, "ordered": dt.datetime, "note": str | None}
+    assert _annotations(model) == {"item_id": int, "price": float, "ordered": dt.datetime, "note": str | None, "price_2": int}
+    assert model.model_fields["price_2"].alias == "Price_2"
     _, out, dlq = _run(tmp_path, fs.ExcelSource(path), model)
     assert len(out) == 199 and [d["record"] for d in dlq] == [77]
 
