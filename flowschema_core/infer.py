@@ -258,7 +258,7 @@ def _docstring(name: str, sample: Sample, seed: int, threshold: float) -> str:
     scanned = f"{sample.scanned:,} records" + (" (stopped at --max-records)" if sample.capped else "")
     lines = [f"Pydantic model inferred by `flowschema infer` from {safe}.", ""]
     if not sample.records:
-        lines.append("The input has a header and no records: every field is str | None. Fix the types by hand.")
+        lines.append("No record could be read (only a header, or none parsed): every field is str | None. Fix the types by hand.")
     else:
         lines.append(f"Sampled {len(sample.records):,} of {scanned} (reservoir sample, seed {seed}).")
         lines.append(f"A field's type fits at least {threshold:.0%} of its non-empty sampled values; the values that did")

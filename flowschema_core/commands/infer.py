@@ -61,7 +61,8 @@ def infer_command(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     sample = found.sample
     if not sample.records:
-        print(f"flowschema: {args.source} has a header and no records: every field is str | None", file=sys.stderr)
+        why = f"none of its {sample.unparsed:,} records could be parsed" if sample.unparsed else "it has a header and no records"
+        print(f"flowschema: {args.source}: {why}: every field is str | None", file=sys.stderr)
     if args.output is None:
         sys.stdout.write(found.module)
         return 0
