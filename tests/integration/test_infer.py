@@ -391,3 +391,16 @@ def test_corpus_files_validate_except_the_values_their_comments_count(tmp_path: 
     assert stages["validate"] <= sum(c.misfits for c in found.columns)
     assert stages["parse"] == found.sample.unparsed
     assert report.rows_valid + report.rows_invalid == found.sample.scanned
+
+
+def test_a_file_in_another_encoding_with_the_encoding_option(tmp_path: pathlib.Path) -> None:
+    text = "Größe;Preis €\n" + "".join(f"{i};{i},50\n" if i == 7 else f"{i};{i}.50\n" for i in range(1, 61))  # one decimal comma
+    (tmp_path / "alt.csv").write_bytes(text.encode("cp1252"))
+    done = _cli("infer", "alt.csv", "--encoding", "cp1252", "--delimiter", ";", "-o", "alt_model.py", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    model = _import(tmp_path / "alt_model.py")
+    assert {name: (info.annotation, info.alias) for name, info in model.model_fields.items()} == {
+        "große": (int, "Größe"), "preis": (Decimal, "Preis €")}
+    assert "1 did not fit ('7,50')" in (tmp_path / "alt_model.py").read_text(encoding="utf-8")
+    _, out, dlq = _run(tmp_path, fs.CSVSource(tmp_path / "alt.csv", encoding="cp1252", delimiter=";"), model)
+    assert len(out) == 59 and [d["record"] for d in dlq] == [7]
