@@ -27,16 +27,19 @@ import os
 import random
 import sys
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from . import codec
 from .errors import ConfigError, SourceError
 from .infer_render import render
 from .infer_types import MISSING, ColumnType, column_type
 from .kinds import kind_of
-from .nulls import KEEP, CellPlan
+from .nulls import KEEP, CellPlan, NullPolicy
+from .worker import Batch, ChunkProcessor, WorkerSpec
 
 DEFAULT_SAMPLE_SIZE = 10_000
 DEFAULT_MAX_RECORDS = 1_000_000
@@ -204,46 +207,53 @@ def _note_other_keys(record: dict[str, Any], known: dict[str, None], sample: Sam
     known.update(dict.fromkeys(new))
 
 
-class _Collector:
-    """Stands in for a worker's ``ChunkProcessor`` in a chunk kind's ``parse``: every parsed
-    record is "valid" as read (no hooks, validation is the identity), and the null plan
-    keeps cells as they are (null tokens read as ``""``) so the sample shows what was there."""
+class _AnyRecord(BaseModel):
+    """The model a :class:`_Collector` is built with; it never validates anything."""
 
-    before: Sequence[Any] = ()
-    after: Sequence[Any] = ()
+    model_config = ConfigDict(extra="allow")
+
+
+class _CellsAsRead(NullPolicy):
+    """A null plan that keeps every cell (null tokens read as ``""``), and notes whether the
+    source's empty cells follow the null policy: only those sources ask for a plan."""
 
     def __init__(self, sample: Sample) -> None:
-        self.nulls = self
+        super().__init__(_AnyRecord)
         self.sample = sample
 
-    def plan(self, fields: Sequence[str], mode: str, tokens: Sequence[Any]) -> CellPlan:
-        # Only sources whose empty cells follow the null policy ask: "" then means no value.
-        self.sample.empty_is_null = mode != "keep"
+    def plan(self, fields: Sequence[str], mode: str, tokens: Iterable[Any]) -> CellPlan:
+        self.sample.empty_is_null = mode != "keep"  # "" then means "no value"
         return CellPlan(list(fields), [KEEP] * len(fields), frozenset(tokens))
 
-    @staticmethod
-    def validate(record: Any) -> Any:
-        return record
 
-    dump = validate
+class _Collector(ChunkProcessor):
+    """A worker's ``ChunkProcessor`` (so a chunk kind's ``parse`` finds everything it looks
+    for) whose every parsed record is "valid" as read: no hooks, no validation, cells kept."""
 
-    def record(self, record: dict[str, Any], i: int, line: int | None, batch: Any, raw: Any = None) -> None:
+    def __init__(self, sample: Sample) -> None:
+        super().__init__(WorkerSpec(_AnyRecord, output_form="python"))
+        self.nulls = _CellsAsRead(sample)
+        self.validate = self.dump = _as_read
+
+    def record(self, record: dict[str, Any], i: int, line: int | None, batch: Batch, raw: Any = None) -> None:
         batch.valid.append(record)
         batch.valid_i.append(i)
+
+
+def _as_read(record: Any) -> Any:
+    return record
 
 
 def _records(source: Any, sample: Sample) -> Iterator[tuple[list[dict[str, Any] | None], bool]]:
     """Each chunk's records in order, ``None`` where a record could not be parsed, and
     whether they all have the chunk's fields as keys (else they are JSON objects)."""
-    from .worker import Batch
-
     collector = _Collector(sample)
     for blob, _ in source.chunks(_CHUNK_BYTES):
         chunk = codec.decode(blob)
         if chunk.get("fields") and not sample.fields:
             sample.fields = list(chunk["fields"])
         batch = Batch()
-        kind_of(chunk).parse(chunk, collector, batch)  # type: ignore[arg-type]
+        kind_of(chunk).parse(chunk, collector, batch)
         records: list[dict[str, Any] | None] = [None] * batch.seen
         for i, record in zip(batch.valid_i, batch.valid):
             records[i] = record
