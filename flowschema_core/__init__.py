@@ -29,6 +29,7 @@ from .errors import (
 )
 from .executors import Executor, InlineExecutor, MultiprocessingExecutor
 from .hooks import Hook, after_validate, before_validate
+from .infer import infer_model, infer_model_source
 from .ledger import ByteLedger
 from .pipeline import Pipeline
 from .report import RunReport
@@ -99,5 +100,7 @@ __all__ = [
     "__version__",
     "after_validate",
     "before_validate",
+    "infer_model",
+    "infer_model_source",
     "parse_size",
 ]

@@ -108,9 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _more_commands() -> list[Any]:
     """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
-    from .commands import report
+    from .commands import infer, report
 
-    return [report]
+    return [report, infer]
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
