@@ -6,10 +6,14 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .units import format_size
+
+if TYPE_CHECKING:
+    from .progress import ProgressSnapshot
 
 
 @dataclass
@@ -89,10 +93,13 @@ def tree_rss(pid: int | None = None) -> int:
 
 
 class Sampler:
-    """Samples bytes in flight, tree RSS and rows done every ``interval`` seconds."""
+    """Every ``interval`` seconds, off the run's hot path: takes a progress snapshot
+    (``probe(elapsed, final)``), adds bytes in flight, tree RSS and rows done to the
+    timeline, and hands the snapshot to ``watcher`` (the progress display), if any."""
 
-    def __init__(self, interval: float, in_flight: Any, rows_done: Any) -> None:
-        self.interval, self._in_flight, self._rows_done = interval, in_flight, rows_done
+    def __init__(self, interval: float, probe: Callable[[float, bool], ProgressSnapshot],
+                 watcher: Callable[[ProgressSnapshot], None] | None = None) -> None:
+        self.interval, self._probe, self._watcher = interval, probe, watcher
         self.samples: list[dict[str, float]] = []
         self.peak_rss = 0
         self._stop = threading.Event()
@@ -100,28 +107,29 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="flowschema-sampler", daemon=True)
 
     def start(self) -> Sampler:
+        self._started = time.perf_counter()
         self._thread.start()
         return self
 
-    def _sample(self) -> None:
+    def _sample(self, final: bool = False) -> None:
+        t = time.perf_counter() - self._started
+        snap = self._probe(t, final)
         rss = tree_rss()
         self.peak_rss = max(self.peak_rss, rss)
-        self.samples.append({
-            "t": round(time.perf_counter() - self._started, 3),
-            "bytes_in_flight": self._in_flight(),
-            "rss": rss,
-            "rows_done": self._rows_done(),
-        })
+        self.samples.append({"t": round(t, 3), "bytes_in_flight": snap.bytes_in_flight, "rss": rss, "rows_done": snap.rows_read})
+        if self._watcher is not None and (self._thread.ident is not None):  # a run that never started shows no progress
+            self._watcher(snap)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self._sample()
 
     def stop(self) -> None:
-        """Stop sampling and take a last sample (safe to call twice, or if never started)."""
+        """Stop sampling and take a last sample, the final snapshot (safe to call twice,
+        or if never started)."""
         if self._stop.is_set():
             return
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._sample()
+        self._sample(final=True)

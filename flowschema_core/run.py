@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from . import budget, codec, dlq
+from . import budget, codec, dlq, progress
 from . import checkpoint as checkpoint_mod
 from .checkpoint import fault_point
 from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
@@ -107,7 +107,9 @@ class Run:
 
     def _execute(self, signals: StopSignals) -> RunReport:
         report = self.report
-        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
+        display = progress.resolve(self.pipeline.progress)
+        sampler = Sampler(self.pipeline.sample_interval, lambda elapsed, final: progress.snapshot(self, elapsed, final),
+                          progress.Guarded(display) if display is not None else None)
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
