@@ -188,7 +188,7 @@ class PlainLines:
             return
         self._last = 0.0 if snap.final else snap.elapsed_s  # ready for a next run
         stream = self.stream or sys.stderr  # looked up now: a test or a tool may have swapped it
-        stream.write(f"flowschema: {'done: ' if snap.final else ''}{describe(snap)}\n")
+        stream.write(f"flowschema: {describe(snap)}\n")
         stream.flush()
 
 
@@ -225,7 +225,6 @@ class LiveLine:
         share = min(1.0, snap.bytes_in_flight / snap.max_bytes_in_flight) if snap.max_bytes_in_flight else 0.0
         filled = round(share * self.BAR_WIDTH)
         line = Text(no_wrap=True, overflow="ellipsis")
-        line.append("done " if snap.final else "", "bold green")
         line.append("read ").append(f"{snap.rows_read:,}", "bold")
         line.append("  valid ").append(f"{snap.rows_valid:,}", "green")
         line.append("  invalid ").append(f"{snap.rows_invalid:,}", "red" if snap.rows_invalid else "")
