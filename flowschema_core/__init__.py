@@ -31,6 +31,7 @@ from .executors import Executor, InlineExecutor, MultiprocessingExecutor
 from .hooks import Hook, after_validate, before_validate
 from .ledger import ByteLedger
 from .pipeline import Pipeline
+from .progress import ProgressSnapshot
 from .report import RunReport
 from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
 from .sources import (
@@ -85,6 +86,7 @@ __all__ = [
     "ParquetSource",
     "ParseFailure",
     "Pipeline",
+    "ProgressSnapshot",
     "RecordSource",
     "RunReport",
     "SQLSink",
