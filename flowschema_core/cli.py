@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="DIR", help="record progress in DIR; running again with the same DIR after a crash resumes exactly")
     run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
     run.add_argument("--max-invalid", metavar="N_OR_PCT", help="stop once more records than this are invalid: a count (1000) or a share (5%%)")
+    run.add_argument("--record-timeout", type=float, metavar="SECONDS",
+                     help="a record whose hooks and validation take longer goes to the DLQ and its worker is replaced (default: no limit)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress line, no summary)")
     run.set_defaults(handler=run_command, run_parser=run)
     for command in _more_commands():
@@ -107,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _more_commands() -> list[Any]:
     """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
-    return []
+    from .commands import report
+
+    return [report]
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -163,7 +167,8 @@ def run_command(args: argparse.Namespace) -> int:
     errors = registry.sink_for(args.errors) if args.errors else None
     executor = registry.make_executor(args.executor, **({"workers": args.workers} if args.workers is not None else {}))
     report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes,
-                      checkpoint=args.checkpoint, max_invalid=args.max_invalid, progress=not args.quiet).run()
+                      checkpoint=args.checkpoint, max_invalid=args.max_invalid, record_timeout=args.record_timeout,
+                      progress=not args.quiet).run()
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(report.to_json())

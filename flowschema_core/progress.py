@@ -1,7 +1,7 @@
 """Progress of a run as it goes: a snapshot of the counters the run already keeps, and the
 two ways FlowSchema shows it (a live line on a terminal, plain lines in a log).
 
-Nothing here runs per record. The run's sampler thread (:class:`~flowschema_core.report.Sampler`,
+Nothing here runs per record. The run's sampler thread (:class:`~flowschema_core.timeline.Sampler`,
 the same one that fills the report's timeline) builds a :class:`ProgressSnapshot` every
 ``sample_interval`` seconds from counters the run keeps anyway and hands it to the
 progress callback; the last snapshot (``final=True``) is taken after the run ended, so its
@@ -142,18 +142,26 @@ def default_display() -> ProgressCallback:
     return PlainLines()
 
 
-class Guarded:
-    """Calls a progress callback from the sampler thread; if it raises, says so once and
-    stops calling it: a broken display must not stop a run, nor its timeline."""
+def watcher(run: Run, progress: bool | ProgressCallback | None, every: float) -> Watcher | None:
+    """What the run's sampler thread calls every ``every`` seconds, or None for no progress."""
+    callback = resolve(progress)
+    return Watcher(run, callback, every) if callback is not None else None
 
-    def __init__(self, callback: ProgressCallback) -> None:
+
+class Watcher:
+    """Builds a snapshot of ``run`` and hands it to the callback (on the sampler thread).
+    If the callback raises, says so once and stops calling it: a broken display must not
+    stop a run, nor its timeline."""
+
+    def __init__(self, run: Run, callback: ProgressCallback, every: float) -> None:
+        self.run, self.every = run, every
         self.callback: ProgressCallback | None = callback
 
-    def __call__(self, snap: ProgressSnapshot) -> None:
+    def show(self, elapsed: float, final: bool) -> None:
         if self.callback is None:
             return
         try:
-            self.callback(snap)
+            self.callback(snapshot(self.run, elapsed, final))
         except Exception as exc:  # noqa: BLE001 - the callback is the user's code
             log.warning("the progress callback raised %s: %s; no more progress for this run", type(exc).__name__, exc)
             self.callback = None

@@ -30,21 +30,22 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from . import budget, codec, dlq, progress
 from . import checkpoint as checkpoint_mod
+from . import codec, dlq, progress
 from .checkpoint import fault_point
 from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
+from .error_groups import ErrorGroups
 from .errors import AccountingError, FlowSchemaError, InvalidRecordsError, WorkerCrashedError
 from .kinds import kind_of
 from .ledger import ByteLedger
-from .report import RunReport, Sampler
+from .report import RunReport
 from .sinks.base import Sink
 from .stopping import StopSignals
+from .timeline import Sampler
 from .worker import WorkerSpec
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ class Run:
         self.reader: threading.Thread | None = None
         self.opened: list[Sink] = []
         self.budget = pipeline.error_budget
-        self.reasons: Counter[tuple[str, str, str]] = Counter()  # of refused records, for the budget's message
+        self.error_groups = ErrorGroups()  # why records were refused: for the report and the budget's message
         self.report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(self.executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight,
@@ -107,13 +108,12 @@ class Run:
 
     def _execute(self, signals: StopSignals) -> RunReport:
         report = self.report
-        display = progress.resolve(self.pipeline.progress)
-        sampler = Sampler(self.pipeline.sample_interval, lambda elapsed, final: progress.snapshot(self, elapsed, final),
-                          progress.Guarded(display) if display is not None else None)
+        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read,
+                          watch=progress.watcher(self, self.pipeline.progress, every=self.pipeline.sample_interval))
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
-                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
+                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout))
                 report.workers = self.executor.stats.workers
                 sampler.start()
                 self._open_sinks()
@@ -171,8 +171,10 @@ class Run:
         report.peak_bytes_in_flight = ledger.peak
         report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
         report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
-        report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+        stats = self.executor.stats
+        report.worker_restarts, report.retries, report.record_timeouts = stats.restarts, stats.retries, stats.timeouts
         report.notes = list(self.source.notes)
+        report.error_groups = self.error_groups.top()
 
     def _abort(self, *, keep_dlq: bool = False) -> None:
         """Stop reading and working; remove the outputs' temporary files (or keep them
@@ -261,14 +263,14 @@ class Run:
             records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
             for e in errors:
                 report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
+            self.error_groups.add(errors)
             self.errors.write_records(records)  # type: ignore[arg-type]
         report.rows_read += n
         report.rows_valid += valid
         report.rows_invalid += len(errors)
         report.rows_filtered += filtered
         if self.budget is not None:
-            self.reasons.update(map(budget.reason, errors))
-            self.budget.check(report.rows_read, report.rows_invalid, self.reasons, self.source.name, self.errors.name)
+            self.budget.check(report.rows_read, report.rows_invalid, self.error_groups.counts, self.source.name, self.errors.name)
 
     def _refused(self, refused: Sequence[tuple[int, str]], result: ChunkResult) -> list[ChunkError]:
         """DLQ entries (stage ``sink``) for the rows the sink refused."""

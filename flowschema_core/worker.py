@@ -33,6 +33,7 @@ from .errors import CodecError
 from .hooks import Hook, overrides
 from .kinds import kind_of
 from .nulls import NullPolicy
+from .watchdog import Beacon
 
 OUTPUT_FORMS = ("jsonl", "csv", "python")
 
@@ -44,6 +45,9 @@ class WorkerSpec:
     model: type[BaseModel]
     hooks: list[Hook] = field(default_factory=list)
     output_form: str = "jsonl"
+    #: Seconds a record's hooks and validation may take (None: no limit); the executor
+    #: enforces it from outside the worker (see :mod:`flowschema_core.watchdog`).
+    record_timeout: float | None = None
 
 
 class ChunkProcessor:
@@ -64,6 +68,9 @@ class ChunkProcessor:
         self.after = [h for h in spec.hooks if overrides(h, "after_validate")]
         self.dump = self._dumper()
         self.nulls = NullPolicy(spec.model)  # what an empty cell means, per field
+        #: Set by a worker whose executor enforces ``record_timeout``.
+        self.beacon: Beacon | None = None
+        self.stuck: dict[int, str] | None = None  # records of this chunk not to run, and why
 
     def _dumper(self) -> Any:
         """The function turning a valid model into one row of the sink's form."""
@@ -84,9 +91,15 @@ class ChunkProcessor:
 
     # -- entry point -----------------------------------------------------------------
     def process(self, blob: bytes) -> bytes:
+        beacon = self.beacon
+        if beacon is not None:
+            beacon.next_chunk()
         chunk = codec.decode(blob)
+        self.stuck = chunk.pop("stuck", None) if isinstance(chunk, dict) else None
         batch = Batch()
         kind_of(chunk).parse(chunk, self, batch)
+        if beacon is not None:
+            beacon.between_records()
         result = batch.result(self.output_form, self.fields)
         try:
             return codec.encode(result)[0]
@@ -105,6 +118,11 @@ class ChunkProcessor:
         """Hooks, validation and serialisation of one parsed record; the outcome goes in
         ``batch``. ``raw`` is the record as read, for the DLQ, when ``record`` is not."""
         raw = record if raw is None else raw
+        if self.beacon is not None:
+            self.beacon.on_record(i)
+            if self.stuck is not None and i in self.stuck:
+                batch.fail(i, line, "worker", [dlq.entry("record_timeout", self.stuck[i])], raw)
+                return
         for hook in self.before:
             try:
                 record = hook.before_validate(record)  # type: ignore[assignment]
