@@ -57,7 +57,7 @@ class Pipeline:
         worker is replaced and the rest of its chunk is processed. Default: none, because
         a slow record that would have passed (a hook waiting on a slow API) must not be
         refused by a default; set it when a hook can hang. Needs an executor that runs
-        records in other processes (``"process"``).
+        records in other processes (``"process"``, ``"ray"``).
     """
 
     def __init__(
@@ -121,7 +121,7 @@ def _record_timeout(seconds: float | None, executor: Executor) -> float | None:
         raise ConfigError(f"record_timeout must be a number of seconds above 0 (or None for no limit), got {seconds!r}")
     if not executor.enforces_record_timeout:
         raise ConfigError(f"record_timeout needs an executor that can stop a worker stuck on a record; {type(executor).__name__} "
-                          "cannot (it would have to stop the driver itself): use executor='process'")
+                          "cannot (it would have to stop the driver itself): use executor='process' or 'ray'")
     return float(seconds)
 
 

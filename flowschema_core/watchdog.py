@@ -38,9 +38,13 @@ class Beacon:
 
     __slots__ = ("_page", "ordinal")
 
-    def __init__(self, fd: int) -> None:
+    def __init__(self, fd: int = -1) -> None:
+        # fd -1: a private page, read through :meth:`word` (a Ray actor answers the driver's polls with it).
         self._page = mmap.mmap(fd, _WORD.size)
         self.ordinal = 0
+
+    def word(self) -> int:
+        return int(_WORD.unpack_from(self._page, 0)[0])
 
     def next_chunk(self) -> None:
         """A chunk arrived (called once per chunk received, decoded or not)."""
@@ -54,32 +58,41 @@ class Beacon:
         _WORD.pack_into(self._page, 0, self.ordinal << _INDEX_BITS)
 
 
-class Watch:
-    """The driver's side of one worker's beacon: how long it has been on the same record."""
+class RecordClock:
+    """How long a worker has been on the same record, from the beacon words it showed."""
 
     def __init__(self) -> None:
-        # An unlinked file: its fd is passed to the worker, which maps the same page.
-        self._file = tempfile.TemporaryFile(prefix="flowschema-beacon-")
-        os.ftruncate(self._file.fileno(), _WORD.size)
-        self._page = mmap.mmap(self._file.fileno(), _WORD.size)
         self._last = 0
         self._since = time.monotonic()
 
-    @property
-    def fd(self) -> int:
-        return self._file.fileno()
-
-    def stuck(self, timeout: float) -> tuple[int, int] | None:
+    def stuck(self, word: int, timeout: float) -> tuple[int, int] | None:
         """``(chunk ordinal, record index)`` if the worker has been on one record for
         longer than ``timeout`` seconds, else None."""
         now = time.monotonic()
-        word = _WORD.unpack_from(self._page, 0)[0]
         if word != self._last:
             self._last, self._since = word, now
             return None
         if word & _INDEX_MASK == 0 or now - self._since < timeout:
             return None
         return word >> _INDEX_BITS, (word & _INDEX_MASK) - 1
+
+
+class Watch:
+    """The driver's side of a local worker's beacon: a page both map."""
+
+    def __init__(self) -> None:
+        # An unlinked file: its fd is passed to the worker, which maps the same page.
+        self._file = tempfile.TemporaryFile(prefix="flowschema-beacon-")
+        os.ftruncate(self._file.fileno(), _WORD.size)
+        self._page = mmap.mmap(self._file.fileno(), _WORD.size)
+        self._clock = RecordClock()
+
+    @property
+    def fd(self) -> int:
+        return self._file.fileno()
+
+    def stuck(self, timeout: float) -> tuple[int, int] | None:
+        return self._clock.stuck(int(_WORD.unpack_from(self._page, 0)[0]), timeout)
 
     def close(self) -> None:
         self._page.close()

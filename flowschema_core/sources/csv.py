@@ -113,13 +113,20 @@ class CSVSource(Source):
                 cut = buf.find(b"\n") + 1 or len(buf)
                 buf, lines_before = buf[cut:], lines_before + 1
             if self.header is True:
-                buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
-                cut = blocks.first_boundary(buf, quote)
-                head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
-                lines_before += head.count(b"\n")
-                self.fields = self._parse_header(head)
+                blank_lines = 0
+                while True:  # blank lines above the header (hand-made files have them) are skipped
+                    buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
+                    cut = blocks.first_boundary(buf, quote)
+                    head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
+                    lines_before += head.count(b"\n")
+                    self.fields = self._parse_header(head)
+                    if self.fields or not buf:
+                        break
+                    blank_lines += head.count(b"\n")
                 if not self.fields:
                     return  # an empty file holds no records
+                if blank_lines:
+                    self.notes.append(f"{self.path}: skipped {blank_lines} blank line(s) above the header")
             self._warn_if_wrong_encoding()
             eof = False
             while not eof or buf:
