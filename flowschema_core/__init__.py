@@ -32,6 +32,7 @@ from .hooks import Hook, after_validate, before_validate
 from .infer import infer_model, infer_model_source
 from .ledger import ByteLedger
 from .pipeline import Pipeline
+from .progress import ProgressSnapshot
 from .report import RunReport
 from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
 from .sources import (
@@ -86,6 +87,7 @@ __all__ = [
     "ParquetSource",
     "ParseFailure",
     "Pipeline",
+    "ProgressSnapshot",
     "RecordSource",
     "RunReport",
     "SQLSink",

@@ -138,13 +138,28 @@ def _kind_key(location: str, kind: str) -> str:
     return ext.lower()
 
 
-def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:
+def _lookup(kind: str, table: Mapping[str, Entry], location: str) -> tuple[Any, Entry]:
     key = _kind_key(location, kind)
     cls, entry = _load(kind, key, table, key.strip(".").removesuffix("://"))
     if cls is None:
         known = sorted(set(table) | set(plugins(kind)))
         raise ConfigError(f"cannot tell what kind of {kind} {location!r} is (by extension or URL scheme); known: {', '.join(known)}")
+    return cls, entry
+
+
+def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:
+    cls, entry = _lookup(kind, table, location)
     return cls(location, **{**entry.defaults, **options})
+
+
+def source_class(location: str) -> type:
+    """The source class a path or URL calls for (without building one)."""
+    return _lookup("source", SOURCES, location)[0]  # type: ignore[no-any-return]
+
+
+def sink_class(location: str) -> type:
+    """The sink class a path or URL calls for (without building one)."""
+    return _lookup("sink", SINKS, location)[0]  # type: ignore[no-any-return]
 
 
 def source_for(location: str, **options: Any) -> Any:

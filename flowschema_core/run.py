@@ -35,7 +35,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from . import checkpoint as checkpoint_mod
-from . import codec, dlq
+from . import codec, dlq, progress
 from .checkpoint import fault_point
 from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
 from .error_groups import ErrorGroups
@@ -109,7 +109,8 @@ class Run:
 
     def _execute(self, signals: StopSignals) -> RunReport:
         report = self.report
-        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
+        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read,
+                          watch=progress.watcher(self, self.pipeline.progress, every=self.pipeline.sample_interval))
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded

@@ -14,6 +14,10 @@ a long run's stays small::
       │     their number stays between MAX_SAMPLES / 2 and MAX_SAMPLES for any length
     stop ─ one last sample
 
+The same thread drives the progress display, if the run has one (``watch``), on its own
+fixed cadence (the pipeline's ``sample_interval``): thinning slows the timeline of a long
+run, never the progress line.
+
 A sample costs a few tenths of a millisecond of the sampler thread: RSS is read from
 each process of the tree, but the tree itself (which means reading all of /proc, ~5 ms)
 is listed again only every CHILDREN_REFRESH_S seconds. Thinning keeps every sample's
@@ -27,6 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from typing_extensions import TypedDict  # pydantic reads it (on 3.11) when a report is loaded
 
@@ -38,6 +43,14 @@ RAMP_SAMPLES = 40
 FAST_START = 25
 #: How often the list of the tree's processes is refreshed (a restarted worker shows then).
 CHILDREN_REFRESH_S = 1.0
+
+
+class Watch(Protocol):
+    """What the sampler thread also drives: the progress display (:mod:`flowschema_core.progress`)."""
+
+    every: float
+
+    def show(self, elapsed: float, final: bool) -> None: ...
 
 
 class Sample(TypedDict):
@@ -103,9 +116,10 @@ class Sampler:
     gap between samples, before thinning makes it longer."""
 
     def __init__(self, interval: float, in_flight: Callable[[], float], rows_done: Callable[[], float],
-                 max_samples: int = MAX_SAMPLES) -> None:
+                 max_samples: int = MAX_SAMPLES, watch: Watch | None = None) -> None:
         if max_samples < 4:
             raise ValueError("max_samples must be at least 4")
+        self.watch = watch  # the progress display: called on its own cadence, on this same thread
         self.interval, self._in_flight, self._rows_done = interval, in_flight, rows_done
         self.max_samples = max_samples
         self.samples: list[Sample] = []
@@ -141,10 +155,20 @@ class Sampler:
         return min(self.interval, max(self.interval / FAST_START, elapsed / RAMP_SAMPLES))
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.next_gap()):
-            self._sample()
-            if len(self.samples) > self.max_samples:
-                self._thin()
+        now = time.perf_counter()
+        next_sample = now + self.next_gap()
+        next_watch = now if self.watch is not None else float("inf")
+        while not self._stop.wait(max(0.0, min(next_sample, next_watch) - now)):
+            now = time.perf_counter()
+            if now >= next_sample:
+                self._sample()
+                if len(self.samples) > self.max_samples:
+                    self._thin()
+                next_sample = now + self.next_gap()
+            if self.watch is not None and now >= next_watch:
+                self.watch.show(now - self._started, final=False)
+                next_watch = now + self.watch.every
+            now = time.perf_counter()
 
     def _thin(self) -> None:
         # An odd count keeps both ends: samples 0, 2, ..., n-1 (the latest).
@@ -160,3 +184,5 @@ class Sampler:
         if self._thread.is_alive():
             self._thread.join()
         self._sample()
+        if self.watch is not None and self._thread.ident is not None:  # a run that never started shows no progress
+            self.watch.show(time.perf_counter() - self._started, final=True)

@@ -21,7 +21,7 @@ from ..errors import ConfigError, SourceError
 from ..kinds import csv as csv_kind
 from ..nulls import EmptyCells, empty_cells_mode, null_tokens
 from ..units import parse_size
-from .base import Source, open_input, oversized_record
+from .base import ReadProgress, Source, open_input, oversized_record
 
 _READ_SIZE = 1 << 20
 log = logging.getLogger("flowschema")
@@ -98,7 +98,8 @@ class CSVSource(Source):
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         quote = self.quotechar.encode(self.encoding) if self.quotechar else None
         self.notes = []  # this run's
-        with open_input(self.path, "CSV file") as f:
+        self.read_progress = ReadProgress()
+        with open_input(self.path, "CSV file", self.read_progress) as f:
             buf = f.read(_READ_SIZE)
             self._sample = buf  # the first MiB: what an encoding is guessed from
             if self.requested_encoding == "auto":
