@@ -12,6 +12,7 @@ FlowSchema logs worker restarts, retries, chunk splits and checkpoints to the
 import logging as _logging
 
 from .dlq import DLQ_FIELDS
+from .dlq_summary import DLQSummary, inspect_dlq
 from .errors import (
     AccountingError,
     CheckpointError,
@@ -36,6 +37,7 @@ from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
 from .sources import (
     CSVSource,
     Cursor,
+    DLQSource,
     ExcelSource,
     HTTPSource,
     JSONLSource,
@@ -65,6 +67,8 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "Cursor",
+    "DLQSource",
+    "DLQSummary",
     "ExecutionError",
     "Executor",
     "ExcelSource",
@@ -99,5 +103,6 @@ __all__ = [
     "__version__",
     "after_validate",
     "before_validate",
+    "inspect_dlq",
     "parse_size",
 ]

@@ -76,6 +76,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline")
     run.add_argument("source", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// http(s)://)")
+    add_run_options(run)
+    run.set_defaults(handler=run_command)
+    for command in _more_commands():
+        command.add_parser(sub)
+    return parser
+
+
+def add_run_options(run: argparse.ArgumentParser) -> None:
+    """The options of ``flowschema run`` after SOURCE (``flowschema replay`` takes them too)."""
     run.add_argument("--model", required=True, help="pydantic model as package.module:ClassName")
     run.add_argument("--sink", required=True, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
@@ -98,15 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
     run.add_argument("--max-invalid", metavar="N_OR_PCT", help="stop once more records than this are invalid: a count (1000) or a share (5%%)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    run.set_defaults(handler=run_command)
-    for command in _more_commands():
-        command.add_parser(sub)
-    return parser
 
 
 def _more_commands() -> list[Any]:
     """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
-    return []
+    from .commands import inspect, replay
+
+    return [inspect, replay]
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -132,12 +139,7 @@ def _sink_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     from . import registry
-    from .pipeline import Pipeline
 
-    if args.resume and not args.checkpoint:
-        raise UsageError("--resume needs --checkpoint DIR")
-    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
-        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
     model = load_model(args.model)
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
@@ -145,6 +147,19 @@ def run_command(args: argparse.Namespace) -> int:
     if (args.table or args.query) and not args.source.split("://")[0].startswith(("sqlite", "postgresql")):
         raise UsageError("--table / --query apply to an SQL source (sqlite:///… or postgresql://…)")
     source = registry.source_for(args.source, **source_options)
+    return run_pipeline(args, model, source)
+
+
+def run_pipeline(args: argparse.Namespace, model: type, source: Any) -> int:
+    """Run ``model`` over ``source`` with the sink, DLQ, executor, budget and checkpoint
+    options of ``args`` (:func:`add_run_options`); print the summary; the exit status."""
+    from . import registry
+    from .pipeline import Pipeline
+
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint DIR")
+    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
+        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
     sink = registry.sink_for(args.sink, **_sink_options(args))
     errors = registry.sink_for(args.errors) if args.errors else None
     executor = registry.make_executor(args.executor, **({"workers": args.workers} if args.workers is not None else {}))
@@ -155,6 +170,8 @@ def run_command(args: argparse.Namespace) -> int:
             f.write(report.to_json())
     if not args.quiet:
         print(report.summary())
+        for note in report.notes:
+            print(f"  note: {note}")
     if not report.interrupted:
         return 0
     return EXIT_TERMINATED if report.stop_signal == "SIGTERM" else EXIT_INTERRUPTED

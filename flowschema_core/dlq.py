@@ -62,6 +62,9 @@ class ChunkResult(TypedDict):
     data: Any  # valid rows in the sink's form: JSONL bytes, CSV bytes or value lists
     valid_i: list[int]  # the chunk index of each valid row
     errors: list[ChunkError]
+    #: ``[source, record]`` of each record of the chunk when they come from elsewhere (a
+    #: replayed DLQ keeps its records' first source and number); None otherwise.
+    origin: list[list[Any]] | None
 
 
 class DLQRecord(TypedDict):
@@ -105,10 +108,16 @@ def sink_refusal(i: int, reason: str, raw: Any) -> ChunkError:
     return chunk_error(i, None, "sink", [entry("sink_refused", reason)], raw)
 
 
-def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str) -> DLQRecord:
-    """A chunk's DLQ entry as its DLQ line; ``first_record`` is the chunk's first record number."""
+def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str,
+              origin: list[list[Any]] | None = None) -> DLQRecord:
+    """A chunk's DLQ entry as its DLQ line; ``first_record`` is the chunk's first record
+    number. With ``origin`` (the chunk's ``[source, record]`` per record, see
+    :class:`ChunkResult`), the record keeps those instead: lineage survives a replay."""
+    record = first_record + error["i"]
+    if origin is not None:
+        source, record = origin[error["i"]]
     return {
-        "run_id": run_id, "source": source, "record": first_record + error["i"], "line": error["line"],
+        "run_id": run_id, "source": source, "record": record, "line": error["line"],
         "stage": error["stage"], "errors": error["errors"], "raw": error["raw"], "raw_text": error["raw_text"], "ts": ts,
     }
 

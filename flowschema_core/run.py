@@ -233,7 +233,7 @@ class Run:
             if halves is None:
                 line, raw, raw_text = kind.describe_single(chunk)
                 log.warning("record %d of %s killed its worker every time: to the DLQ (%s)", self.report.rows_read + 1, self.source.name, crash)
-                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash))))
+                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash)), chunk.get("origin")))
                 return
             log.info("splitting a chunk that crashed its worker (%s)", crash)
             pieces = [codec.encode(half)[0] for half in halves]
@@ -256,7 +256,8 @@ class Run:
         if errors:
             ts = _now()
             first = report.rows_read + 1
-            records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
+            origin = result.get("origin")  # a replayed DLQ's: each record keeps its first source and number
+            records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts, origin=origin) for e in errors]
             for e in errors:
                 report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
             self.errors.write_records(records)  # type: ignore[arg-type]
@@ -307,9 +308,10 @@ class Run:
         return self.report
 
 
-def _single(error: ChunkError) -> ChunkResult:
-    """The result of a one-record chunk whose only record is ``error``."""
-    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error]}
+def _single(error: ChunkError, origin: list[list[Any]] | None = None) -> ChunkResult:
+    """The result of a one-record chunk whose only record is ``error`` (``origin``: the
+    chunk's lineage, when it has one)."""
+    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error], "origin": origin}
 
 
 def _now() -> str:
