@@ -55,13 +55,16 @@ def problem(value: Any) -> str | None:
 
 def decode(line: bytes) -> dict[str, Any] | BadLine:
     """One line as a DLQ record, or a :class:`BadLine` saying why it is not one."""
-    text = line.decode("utf-8", "backslashreplace").rstrip("\r\n")
     try:
         value = json.loads(line)
     except (ValueError, RecursionError) as exc:
-        return BadLine(f"not JSON ({exc})", text[:1024])
+        return BadLine(f"not JSON ({exc})", _head(line))
     why = problem(value)
-    return BadLine(why, text[:1024]) if why else value
+    return BadLine(why, _head(line)) if why else value
+
+
+def _head(line: bytes) -> str:
+    return line[:4096].decode("utf-8", "backslashreplace").rstrip("\r\n")[:1024]
 
 
 def open_dlq(path: str | os.PathLike[str]) -> IO[bytes]:
