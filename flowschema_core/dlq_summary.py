@@ -66,6 +66,8 @@ class ErrorGroup:
 
     def add(self, record: dict[str, Any], error: dict[str, Any], examples: int) -> None:
         self.errors += 1
+        if examples <= 0:
+            return
         value = error.get("input") if isinstance(error, dict) else None
         if value is None:  # a parse error or a hook's: what was read is the varied part
             value = record.get("raw_text") if record.get("raw_text") is not None else record.get("raw")

@@ -78,6 +78,29 @@ def test_inspect_json_counts_equal_a_plain_count_of_a_real_runs_dlq(tmp_path):
             assert any(e["type"] == g["type"] and ".".join(map(str, e["loc"])) == g["field"] for e in rec["errors"])
 
 
+def test_the_json_schema(tmp_path):
+    """--json: exactly these keys and types, for machines to rely on (and --examples 0)."""
+    dlq = messy_dlq(tmp_path, 600)
+    for extra, n_examples in (((), 3), (("--examples", "0"), 0)):
+        done = flowschema("inspect", dlq, "--json", *extra)
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        assert set(summary) == {"path", "records", "errors", "by_stage", "sources", "groups", "other", "max_groups", "bad_lines",
+                                "bad_line_numbers"}
+        assert summary["path"] == str(dlq) and summary["max_groups"] == 1000 and summary["bad_line_numbers"] == []
+        assert all(isinstance(summary[k], int) for k in ("records", "errors", "bad_lines"))
+        assert all(isinstance(k, str) and isinstance(v, int) for k, v in {**summary["by_stage"], **summary["sources"]}.items())
+        assert summary["groups"]
+        for g in summary["groups"]:
+            assert set(g) == {"stage", "type", "field", "records", "errors", "first_record", "last_record", "examples"}
+            assert all(isinstance(g[k], str) for k in ("stage", "type", "field"))
+            assert all(isinstance(g[k], int) for k in ("records", "errors", "first_record", "last_record"))
+            assert len(g["examples"]) == min(n_examples, len(g["examples"])) and (n_examples == 0) == (g["examples"] == [])
+            for e in g["examples"]:
+                assert set(e) == {"source", "record", "line", "input", "msg"}
+                assert isinstance(e["record"], int) and isinstance(e["line"], int) and isinstance(e["msg"], str)
+
+
 def test_the_table_names_groups_counts_and_the_counting_rule(tmp_path):
     dlq = messy_dlq(tmp_path, 1_000)
     summary = fs.inspect_dlq(dlq)

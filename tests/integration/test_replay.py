@@ -5,6 +5,7 @@ counted and kept; bad input gets one line and exit 2."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
 import pytest
@@ -86,6 +87,17 @@ def test_a_replay_of_a_replay_keeps_the_first_lineage(tmp_path):
     assert {e["stage"] for e in thrice} == {"parse"}
     assert len(rows) + len(thrice) == len(once) and all(e["source"] == str(src) for e in thrice)
     assert lineage(thrice) == [x for x in lineage(once) if x[1] % 100 in (9, 19)]
+
+
+def test_a_compressed_dlq_replays_like_the_plain_one(tmp_path):
+    _, dlq = first_run(tmp_path)
+    packed = tmp_path / "dlq.jsonl.gz"
+    packed.write_bytes(gzip.compress(dlq.read_bytes()))
+    plain = replay(tmp_path, dlq, "FixedOrder", "plain", "--executor", "inline", "--workers", "1")
+    compressed = replay(tmp_path, packed, "FixedOrder", "packed", "--executor", "inline", "--workers", "1")
+    assert plain[0] == compressed[0] and len(plain[0]) > 100
+    assert [{k: v for k, v in r.items() if k not in ("run_id", "ts")} for r in plain[1]] == [
+        {k: v for k, v in r.items() if k not in ("run_id", "ts")} for r in compressed[1]]
 
 
 def test_the_python_api_reads_a_dlq_like_any_source_and_lineage_survives_a_worker_crash(tmp_path):
