@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 def chunk(rows: list[Any], fields: list[str] | None = None, lines: list[int] | None = None, bad: list[list[Any]] | None = None,
           nulls: dict[str, Any] | None = None, origin: list[list[Any]] | None = None) -> Chunk:
     """``nulls`` (``{"mode": ..., "tokens": [...]}``) when the source's empty cells follow the
-    null policy (:mod:`flowschema_core.nulls`): Excel's do, JSON's and SQL's nulls are data."""
+    null policy (:mod:`flowschema_core.nulls`): Excel's do, JSON's and SQL's nulls are data.
+    With ``fields`` None, rows are dicts and each is read under the plan for its own keys."""
     made: Chunk = {"kind": RowsKind.name, "fields": fields, "rows": rows, "lines": lines, "bad": bad or []}
     if nulls:
         made["nulls"] = nulls
@@ -36,8 +37,8 @@ class RowsKind(ChunkKind):
     def parse(self, chunk: Chunk, processor: ChunkProcessor, batch: Batch) -> None:
         fields, lines = chunk["fields"], chunk["lines"]
         bad = {b[0]: b for b in chunk["bad"]}
-        nulls = chunk.get("nulls") if fields is not None else None
-        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls else None
+        nulls = chunk.get("nulls")
+        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls and fields is not None else None
         batch.seen = len(chunk["rows"])
         batch.origin = chunk.get("origin")
         for i, row in enumerate(chunk["rows"]):
@@ -45,6 +46,11 @@ class RowsKind(ChunkKind):
             if row is None:
                 _, reason, raw_text = bad[i]
                 batch.parse_error(i, line, reason, raw_text)
+            elif fields is None and nulls:
+                # Dicts under the null policy (a replayed DLQ's CSV records, whose columns
+                # may differ from one record to the next): a plan per header, cached.
+                record, changed = processor.nulls.plan(list(row), nulls["mode"], nulls["tokens"]).record(list(row.values()))
+                processor.record(record, i, line, batch, row if changed else None)
             elif fields is None:
                 processor.record(row, i, line, batch)
             elif plan is not None:

@@ -100,37 +100,34 @@ class DLQSource(Source):
         lines: list[int | None] = []
         bad: list[list[Any]] = []
         origin: list[list[Any]] = []
-        fields: list[str] | None = None
-        row: Any
+        text_like = False
         for number, item in read_dlq(self.path):
             line, record, lineage = self._replayable(number, item)
-            # Text-like records travel as value lists under their header (so the null
-            # policy applies in the worker); others as dicts. A chunk holds one form.
+            # Records of a CSV or Excel input are read under the null policy in the worker
+            # (their cells are text); others as they are. A chunk holds one kind.
             if isinstance(record, ParseFailure):
-                row_fields, row = fields, None
-            elif self._text_like(lineage[0]) and all(isinstance(v, _SCALARS) for v in record.values()):
-                row_fields, row = list(record), list(record.values())
+                row_text_like, row = text_like, None
             else:
-                row_fields, row = None, record
-            if rows and (row_fields != fields or len(rows) >= rows_per_chunk):
-                blob, n = self._chunk(rows, fields, lines, bad, origin)
+                row_text_like, row = self._text_like(lineage[0]) and all(isinstance(v, _SCALARS) for v in record.values()), record
+            if rows and (row_text_like != text_like or len(rows) >= rows_per_chunk):
+                blob, n = self._chunk(rows, text_like, lines, bad, origin)
                 yield blob, n
                 rows_per_chunk = max(1, min(1_000_000, int(len(rows) * target_bytes / max(n, 1))))
                 rows, lines, bad, origin = [], [], [], []
-            fields = row_fields
+            text_like = row_text_like
             if isinstance(record, ParseFailure):
                 bad.append([len(rows), record.reason, record.raw_text])
             rows.append(row)
             lines.append(line)
             origin.append(lineage)
         if rows:
-            yield self._chunk(rows, fields, lines, bad, origin)
+            yield self._chunk(rows, text_like, lines, bad, origin)
 
-    def _chunk(self, rows: list[Any], fields: list[str] | None, lines: list[int | None], bad: list[list[Any]],
+    def _chunk(self, rows: list[Any], text_like: bool, lines: list[int | None], bad: list[list[Any]],
                origin: list[list[Any]]) -> tuple[bytes, int]:
-        nulls = {"mode": "model", "tokens": self.tokens} if fields is not None else None
+        nulls = {"mode": "model", "tokens": self.tokens} if text_like else None
         has_lines = any(line is not None for line in lines)
-        return codec.encode(rows_kind.chunk(rows, fields, lines if has_lines else None, bad, nulls, origin))  # type: ignore[arg-type]
+        return codec.encode(rows_kind.chunk(rows, None, lines if has_lines else None, bad, nulls, origin))  # type: ignore[arg-type]
 
     # -- one DLQ record ----------------------------------------------------------------
     def _replayable(self, number: int, item: dict[str, Any] | BadLine) -> tuple[int | None, dict[str, Any] | ParseFailure, list[Any]]:
