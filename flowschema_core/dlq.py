@@ -62,8 +62,8 @@ class ChunkResult(TypedDict):
     data: Any  # valid rows in the sink's form: JSONL bytes, CSV bytes or value lists
     valid_i: list[int]  # the chunk index of each valid row
     errors: list[ChunkError]
-    #: ``[source, record]`` of each record of the chunk when they come from elsewhere (a
-    #: replayed DLQ keeps its records' first source and number); None otherwise.
+    #: ``[source, record, line]`` of each record of the chunk when they come from elsewhere
+    #: (a replayed DLQ keeps its records' first source, number and line); None otherwise.
     origin: list[list[Any]] | None
 
 
@@ -111,13 +111,14 @@ def sink_refusal(i: int, reason: str, raw: Any) -> ChunkError:
 def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str,
               origin: list[list[Any]] | None = None) -> DLQRecord:
     """A chunk's DLQ entry as its DLQ line; ``first_record`` is the chunk's first record
-    number. With ``origin`` (the chunk's ``[source, record]`` per record, see
+    number. With ``origin`` (the chunk's ``[source, record, line]`` per record, see
     :class:`ChunkResult`), the record keeps those instead: lineage survives a replay."""
-    record = first_record + error["i"]
+    record, line = first_record + error["i"], error["line"]
     if origin is not None:
-        source, record = origin[error["i"]]
+        source, record, first_line = origin[error["i"]]
+        line = first_line if line is None else line  # a sink refusal knows no line; the origin does
     return {
-        "run_id": run_id, "source": source, "record": record, "line": error["line"],
+        "run_id": run_id, "source": source, "record": record, "line": line,
         "stage": error["stage"], "errors": error["errors"], "raw": error["raw"], "raw_text": error["raw_text"], "ts": ts,
     }
 

@@ -4,7 +4,7 @@
 ``lines`` gives each record's line when the format has lines; ``bad`` lists the records
 the source could not parse, ``[index, reason, raw_text]``, with ``rows[index]`` None so
 that numbering stays contiguous. ``origin`` (optional) gives each record's ``[source,
-record]`` when it was numbered elsewhere (a replayed DLQ): it comes back in the chunk's
+record, line]`` when it was numbered elsewhere (a replayed DLQ): it comes back in the chunk's
 result, and the driver writes DLQ records with it.
 """
 

@@ -21,8 +21,8 @@ anything else                         not replayable: a ``parse`` record in the 
                                       run report's notes
 ====================================  ===================================================
 
-Lineage: every record keeps its first source and record number (and line). Chunks carry
-them as ``origin`` (:mod:`flowschema_core.kinds.rows`), so the new DLQ's ``source`` and
+Lineage: every record keeps its first source, record number and line. Chunks carry them
+as ``origin`` (:mod:`flowschema_core.kinds.rows`), so the new DLQ's ``source`` and
 ``record`` are the original ones, not this file's line numbers, and a replay of a replay
 still points at the first input. A line of the DLQ file that is not a DLQ record keeps the
 DLQ file and its line number as its lineage.
@@ -131,12 +131,12 @@ class DLQSource(Source):
 
     # -- one DLQ record ----------------------------------------------------------------
     def _replayable(self, number: int, item: dict[str, Any] | BadLine) -> tuple[int | None, dict[str, Any] | ParseFailure, list[Any]]:
-        """``(line, record or ParseFailure, [source, record])`` for one line of the DLQ."""
+        """``(line, record or ParseFailure, [source, record, line])`` for one line of the DLQ."""
         if isinstance(item, BadLine):
             self.unreplayable["lines of the DLQ file that are not DLQ records"] += 1
-            return number, ParseFailure(f"not replayable: line {number} of {self.path} is {item.reason}", item.text), [self.path, number]
+            return number, ParseFailure(f"not replayable: line {number} of {self.path} is {item.reason}", item.text), [self.path, number, number]
         source, line, raw, raw_text = str(item["source"]), item.get("line"), item.get("raw"), item.get("raw_text")
-        lineage = [source, item["record"]]
+        lineage = [source, item["record"], line]
         if isinstance(raw, dict):
             if raw and source not in self._headers and len(self._headers) < _MAX_HEADERS:
                 self._headers[source] = list(raw)

@@ -219,3 +219,32 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make, args, message):
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and message in done.stderr, done.stderr
+
+
+def test_rows_the_sink_refuses_on_replay_keep_their_lineage(tmp_path):
+    """A replay into SQLite whose table refuses some recovered rows (a CHECK constraint):
+    those go to the new DLQ, stage sink, under their first source and record number."""
+    import sqlalchemy as sa
+
+    src, dlq = first_run(tmp_path)
+    db = tmp_path / "shop.db"
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, name TEXT, price NUMERIC, qty INTEGER, note TEXT, "
+                             "CHECK (id < 1500))")
+    engine.dispose()
+    errors_path = tmp_path / "new.errors.jsonl"
+    done = flowschema("replay", dlq, "--model", f"{MODELS}:FixedOrder", "--sink", f"sqlite:///{db}", "--sink-table", "orders",
+                      "--errors", errors_path, "--workers", "2", "--chunk-bytes", "16KiB", "--encoding", "latin-1", "--quiet")
+    assert done.returncode == 0, done.stderr
+    recovered = oracle_valid_ids(src, FixedOrder, "latin-1") - oracle_valid_ids(src, Order, "utf-8")
+    refused = [e for e in read_jsonl(errors_path) if e["stage"] == "sink"]
+    assert sorted(e["record"] for e in refused) == sorted(i for i in recovered if i >= 1500)
+    first = {r["record"]: r for r in read_jsonl(dlq)}
+    assert all(e["source"] == str(src) and e["line"] == first[e["record"]]["line"] for e in refused)
+    assert all("CHECK constraint failed" in e["errors"][0]["msg"] for e in refused)
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.connect() as conn:
+        ids = sorted(row[0] for row in conn.exec_driver_sql("SELECT id FROM orders"))
+    engine.dispose()
+    assert ids == sorted(i for i in recovered if i < 1500)
