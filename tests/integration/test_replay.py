@@ -248,3 +248,14 @@ def test_rows_the_sink_refuses_on_replay_keep_their_lineage(tmp_path):
         ids = sorted(row[0] for row in conn.exec_driver_sql("SELECT id FROM orders"))
     engine.dispose()
     assert ids == sorted(i for i in recovered if i < 1500)
+
+
+def test_replay_takes_runs_checkpoint_and_error_budget_options(tmp_path):
+    _, dlq = first_run(tmp_path)
+    checkpoint = tmp_path / "ckpt"
+    once = replay(tmp_path, dlq, "FixedOrder", "ck", "--checkpoint", checkpoint, "--executor", "inline", "--workers", "1")
+    again = replay(tmp_path, dlq, "FixedOrder", "ck", "--checkpoint", checkpoint, "--resume", "--executor", "inline", "--workers", "1")
+    assert once[0] == again[0] and once[2]["rows_read"] == again[2]["rows_read"] == len(read_jsonl(dlq))
+    stopped = flowschema("replay", dlq, "--model", f"{MODELS}:Order", "--sink", tmp_path / "b.jsonl", "--errors", tmp_path / "b.errors.jsonl",
+                         "--executor", "inline", "--workers", "1", "--max-invalid", "10")
+    assert stopped.returncode == 1 and "Traceback" not in stopped.stderr and stopped.stderr.count("\n") == 1
