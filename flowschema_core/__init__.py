@@ -12,6 +12,7 @@ FlowSchema logs worker restarts, retries, chunk splits and checkpoints to the
 import logging as _logging
 
 from .dlq import DLQ_FIELDS
+from .dlq_summary import DLQSummary, inspect_dlq
 from .errors import (
     AccountingError,
     CheckpointError,
@@ -38,6 +39,7 @@ from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
 from .sources import (
     CSVSource,
     Cursor,
+    DLQSource,
     ExcelSource,
     HTTPSource,
     JSONLSource,
@@ -67,6 +69,8 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "Cursor",
+    "DLQSource",
+    "DLQSummary",
     "ExecutionError",
     "Executor",
     "ExcelSource",
@@ -104,5 +108,6 @@ __all__ = [
     "before_validate",
     "infer_model",
     "infer_model_source",
+    "inspect_dlq",
     "parse_size",
 ]

@@ -77,8 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline")
     run.add_argument("source", nargs="?", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// http(s)://)")
     run.add_argument("--config", metavar="FILE", help="read the options from a TOML file (keys named like the flags); flags override it")
-    run.add_argument("--model", help="pydantic model as package.module:ClassName")
-    run.add_argument("--sink", help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
+    add_run_options(run, required=False)  # --model and --sink may come from --config
+    run.set_defaults(handler=run_command, run_parser=run)
+    for command in _more_commands():
+        command.add_parser(sub)
+    return parser
+
+
+def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The options of ``flowschema run`` after SOURCE (``flowschema replay`` takes them too)."""
+    run.add_argument("--model", required=required, help="pydantic model as package.module:ClassName")
+    run.add_argument("--sink", required=required, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
     run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
     run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: the executor's own)")
@@ -101,17 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--record-timeout", type=float, metavar="SECONDS",
                      help="a record whose hooks and validation take longer goes to the DLQ and its worker is replaced (default: no limit)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress line, no summary)")
-    run.set_defaults(handler=run_command, run_parser=run)
-    for command in _more_commands():
-        command.add_parser(sub)
-    return parser
 
 
 def _more_commands() -> list[Any]:
     """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
-    from .commands import infer, report
+    from .commands import infer, inspect, replay, report
 
-    return [report, infer]
+    return [report, infer, inspect, replay]
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -138,32 +143,48 @@ def _sink_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_command(args: argparse.Namespace) -> int:
     from . import registry, run_config
-    from .pipeline import Pipeline
 
     missing = [name for name, value in (("SOURCE", args.source), ("--model", args.model), ("--sink", args.sink)) if not value]
     if missing:
         raise UsageError(f"{', '.join(missing)} missing: give {'it' if len(missing) == 1 else 'them'} on the command line "
                          "or in --config FILE (keys source, model, sink)")
-    if args.resume and not args.checkpoint:
-        raise UsageError("--resume needs --checkpoint DIR")
+    _check_resume(args)
     if getattr(args, "config_dir", None) and args.config_dir not in sys.path:
         sys.path.insert(0, args.config_dir)  # a model module beside the config file
-    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
-        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
     model = load_model(args.model)
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
     source_options = _source_options(args)
     if (args.table or args.query) and not args.source.split("://")[0].startswith(("sqlite", "postgresql")):
         raise UsageError("--table / --query apply to an SQL source (sqlite:///… or postgresql://…)")
-    sink_options = _sink_options(args)
     run_config.check_options(registry.source_class(args.source), source_options, "source")
-    run_config.check_options(registry.sink_class(args.sink), sink_options, "sink")
     try:
         source = registry.source_for(args.source, **source_options)
-        sink = registry.sink_for(args.sink, **sink_options)
     except TypeError as exc:  # an option of the wrong type, e.g. delimiter = 5 in the config
-        raise UsageError(f"a source or sink option has the wrong type: {exc}") from exc
+        raise UsageError(f"a source option has the wrong type: {exc}") from exc
+    return run_pipeline(args, model, source)
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint DIR")
+    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
+        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
+
+
+def run_pipeline(args: argparse.Namespace, model: type, source: Any) -> int:
+    """Run ``model`` over ``source`` with the sink, DLQ, executor, budget and checkpoint
+    options of ``args`` (:func:`add_run_options`); print the summary; the exit status."""
+    from . import registry, run_config
+    from .pipeline import Pipeline
+
+    _check_resume(args)
+    sink_options = _sink_options(args)
+    run_config.check_options(registry.sink_class(args.sink), sink_options, "sink")
+    try:
+        sink = registry.sink_for(args.sink, **sink_options)
+    except TypeError as exc:  # an option of the wrong type, e.g. upsert_key = 5 in the config
+        raise UsageError(f"a sink option has the wrong type: {exc}") from exc
     errors = registry.sink_for(args.errors) if args.errors else None
     executor = registry.make_executor(args.executor, **({"workers": args.workers} if args.workers is not None else {}))
     report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes,
@@ -174,6 +195,8 @@ def run_command(args: argparse.Namespace) -> int:
             f.write(report.to_json())
     if not args.quiet:
         print(report.summary())
+        for note in report.notes:
+            print(f"  note: {note}")
     if not report.interrupted:
         return 0
     return EXIT_TERMINATED if report.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
@@ -231,4 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m flowschema_core.cli`` this module is __main__; the commands raise
+    # flowschema_core.cli.UsageError, so main must be that module's to catch it.
+    from flowschema_core.cli import main as _main
+
+    sys.exit(_main())

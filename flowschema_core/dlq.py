@@ -67,6 +67,9 @@ class ChunkResult(TypedDict):
     data: Any  # valid rows in the sink's form: JSONL bytes, CSV bytes or value lists
     valid_i: list[int]  # the chunk index of each valid row
     errors: list[ChunkError]
+    #: ``[source, record, line]`` of each record of the chunk when they come from elsewhere
+    #: (a replayed DLQ keeps its records' first source, number and line); None otherwise.
+    origin: list[list[Any]] | None
 
 
 class DLQRecord(TypedDict):
@@ -131,25 +134,42 @@ def sink_refusal(i: int, reason: str, raw: Any) -> ChunkError:
     return chunk_error(i, None, "sink", [entry("sink_refused", reason)], raw)
 
 
-def dlq_lines(errors: list[ChunkError], *, run_id: str, source: str, first_record: int, ts: str) -> bytes:
+def _where(error: ChunkError, source: str, first_record: int, origin: list[list[Any]] | None) -> tuple[str, int, int | None]:
+    """``(source, record, line)`` of a chunk's DLQ entry: its place in this run's source,
+    or with ``origin`` (the chunk's ``[source, record, line]`` per record, see
+    :class:`ChunkResult`) the place it was first read: lineage survives a replay."""
+    if origin is None:
+        return source, first_record + error["i"], error["line"]
+    first_source, record, first_line = origin[error["i"]]
+    return first_source, record, first_line if error["line"] is None else error["line"]  # a sink refusal knows no line; the origin does
+
+
+def dlq_lines(errors: list[ChunkError], *, run_id: str, source: str, first_record: int, ts: str,
+              origin: list[list[Any]] | None = None) -> bytes:
     """A chunk's DLQ entries as DLQ lines (JSON Lines); ``first_record`` is the chunk's
     first record number. The bytes ``json.dumps`` of :func:`to_record` would give (or,
     where lone surrogates force ``\\u`` escapes, the same JSON), from a copy of what
     the worker encoded."""
-    head = dumps({"run_id": run_id, "source": source})[:-1] + b', "record": '
     tail = b', "ts": ' + dumps(ts) + b"}\n"
-    return b"".join(
-        b"%s%d, \"line\": %s, %s%s" % (head, first_record + e["i"], b"null" if e["line"] is None else b"%d" % e["line"], e["body"], tail)
-        for e in errors
-    )
+    heads: dict[str, bytes] = {}
+    lines = []
+    for e in errors:
+        where, record, line = _where(e, source, first_record, origin)
+        head = heads.get(where)
+        if head is None:
+            head = heads[where] = dumps({"run_id": run_id, "source": where})[:-1] + b', "record": '
+        lines.append(b"%s%d, \"line\": %s, %s%s" % (head, record, b"null" if line is None else b"%d" % line, e["body"], tail))
+    return b"".join(lines)
 
 
-def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str) -> DLQRecord:
+def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str,
+              origin: list[list[Any]] | None = None) -> DLQRecord:
     """A chunk's DLQ entry as a DLQ record (a dict, for a DLQ sink that is not JSON Lines);
-    ``first_record`` is the chunk's first record number."""
+    ``first_record`` is the chunk's first record number; ``origin`` as for :func:`dlq_lines`."""
+    where, record, line = _where(error, source, first_record, origin)
     body = opened(error)
     return {
-        "run_id": run_id, "source": source, "record": first_record + error["i"], "line": error["line"],
+        "run_id": run_id, "source": where, "record": record, "line": line,
         "stage": body["stage"], "errors": body["errors"], "raw": body["raw"], "raw_text": body["raw_text"], "ts": ts,
     }
 

@@ -55,6 +55,7 @@ SOURCES: dict[str, Entry] = {
     ".xlsm": Entry("flowschema_core.sources.excel:ExcelSource", extra="excel"),
     "http://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
     "https://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
+    "dlq://": Entry("flowschema_core.sources.dlq:DLQSource"),  # a DLQ to replay: dlq://errors.jsonl
 }
 SINKS: dict[str, Entry] = {
     ".jsonl": Entry("flowschema_core.sinks.jsonl:JSONLSink"),

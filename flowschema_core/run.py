@@ -238,7 +238,7 @@ class Run:
             if halves is None:
                 line, raw, raw_text = kind.describe_single(chunk)
                 log.warning("record %d of %s killed its worker every time: to the DLQ (%s)", self.report.rows_read + 1, self.source.name, crash)
-                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash))))
+                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash)), chunk.get("origin")))
                 return
             log.info("splitting a chunk that crashed its worker (%s)", crash)
             pieces = [codec.encode(half)[0] for half in halves]
@@ -261,11 +261,12 @@ class Run:
         if errors:
             ts = _now()
             first = report.rows_read + 1
+            where: dict[str, Any] = {"run_id": self.run_id, "source": self.source.name, "first_record": first, "ts": ts,
+                     "origin": result.get("origin")}  # a replayed DLQ's: each record keeps its first source and number
             if isinstance(self.errors, JSONLSink):  # the default: copy the bytes the workers encoded
-                self.errors.write(dlq.dlq_lines(errors, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts))
+                self.errors.write(dlq.dlq_lines(errors, **where))
             else:
-                records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
-                self.errors.write_records(records)  # type: ignore[arg-type]
+                self.errors.write_records([dlq.to_record(e, **where) for e in errors])  # type: ignore[misc]
             for e in errors:
                 report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
             self.error_groups.add(errors)
@@ -315,9 +316,10 @@ class Run:
         return self.report
 
 
-def _single(error: ChunkError) -> ChunkResult:
-    """The result of a one-record chunk whose only record is ``error``."""
-    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error]}
+def _single(error: ChunkError, origin: list[list[Any]] | None = None) -> ChunkResult:
+    """The result of a one-record chunk whose only record is ``error`` (``origin``: the
+    chunk's lineage, when it has one)."""
+    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error], "origin": origin}
 
 
 def _now() -> str:

@@ -173,6 +173,7 @@ class Batch:
         self.errors: list[ChunkError] = []
         self.filtered = 0
         self.seen = 0
+        self.origin: list[list[Any]] | None = None  # the chunk's lineage, handed back as is
 
     def fail(self, i: int, line: int | None, stage: Stage, errors: list[ErrorEntry], raw: Any = None, raw_text: str | None = None) -> None:
         self.errors.append(dlq.chunk_error(i, line, stage, errors, raw, raw_text))
@@ -190,7 +191,8 @@ class Batch:
             data = out.getvalue().encode("utf-8", "backslashreplace")
         else:
             data = valid
-        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "valid_i": self.valid_i, "errors": self.errors}
+        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "valid_i": self.valid_i,
+                "errors": self.errors, "origin": self.origin}
 
 
 def _csv_cell(value: Any) -> Any:
