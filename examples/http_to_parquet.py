@@ -28,7 +28,7 @@ import sys
 import threading
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AwareDatetime, BaseModel, Field
@@ -68,11 +68,12 @@ def api_orders() -> list[Any]:
 
 
 class OrdersAPI(BaseHTTPRequestHandler):
-    orders: list[Any] = api_orders()
-    fail_once = {"2"}  # pages that answer 503 Service Unavailable the first time
-    lock = threading.Lock()
+    # http.server makes a handler per request: what lasts across requests is the class's.
+    orders: ClassVar[list[Any]] = api_orders()
+    fail_once: ClassVar[set[int]] = {2}  # pages that answer 503 Service Unavailable the first time
+    lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:  # the name http.server calls
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         if url.path != "/api/orders":
@@ -80,8 +81,8 @@ class OrdersAPI(BaseHTTPRequestHandler):
             return
         page, per_page = int(query.get("page", ["1"])[0]), int(query.get("per_page", ["10"])[0])
         with self.lock:
-            if str(page) in self.fail_once:
-                self.fail_once.discard(str(page))
+            if page in self.fail_once:
+                self.fail_once.discard(page)
                 self._send(503, {"error": "busy, try again"})
                 return
         first = (page - 1) * per_page
@@ -95,7 +96,7 @@ class OrdersAPI(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep the output for the example's own lines
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: the output is the example's own lines
         pass
 
 
