@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -58,7 +59,8 @@ def test_quickstart() -> None:
     # The README's quickstart writes orders.csv and clean/ where it runs: run it in a
     # scratch directory rather than leave those in the repository root.
     scratch = OUT / "quickstart"
-    scratch.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)  # no output of an earlier run can pass for this one's
+    scratch.mkdir(parents=True)
     out = run_example("quickstart.py", cwd=scratch)
     assert "read 4 = valid 1 + invalid 3 (parse 1, validate 2) + filtered 0" in out  # rows 2, 3, 4 of its CSV are bad
     assert [d["record"] for d in jsonl(scratch / "clean" / "orders.errors.jsonl")] == [2, 3, 4]
