@@ -50,7 +50,7 @@ def main() -> int:
     print(f"generated {os.path.relpath(CSV_PATH, ROOT)}: {ROWS:,} orders, {sum(bad.values())} bad on purpose: "
           + ", ".join(f"{kind} {n}" for kind, n in bad.items()))
 
-    source = fs.infer_model_source(CSV_PATH, class_name="Order")
+    source = fs.infer_model_source(os.path.relpath(CSV_PATH), class_name="Order")  # relative: as the docstring names it
     with open(MODEL_PATH, "w", encoding="utf-8") as f:
         f.write(source)
     print(f"\ninferred {os.path.relpath(MODEL_PATH, ROOT)}:\n")
