@@ -175,3 +175,52 @@ def test_sqlite_to_postgres_falls_back_to_sqlite_without_a_url() -> None:
     assert f"{PG_ENV} is not set, so this run migrates SQLite -> SQLite" in out
     assert f"For PostgreSQL: {PG_ENV}=postgresql://" in out
     _check_migration(out, ("UNIQUE constraint failed", "CHECK constraint failed"))
+
+
+def test_messy_csv_loop() -> None:
+    out = run_example("messy_csv_loop.py")
+    # 40 orders: 4, 11, 23, 30 have a decimal comma, 7, 15, 28 a DD.MM.YYYY date, 37 both
+    # (the model's fault); 19 is ragged, 26 has currency BTC, 34 a negative amount (the data's).
+    assert "1. first run, strict model: read 40 = valid 29 + invalid 11 (parse 1, validate 10) + filtered 0" in out
+    assert "11 records, 12 errors in 5 groups" in out  # record 37 has two errors
+    assert "validate decimal_parsing amount: 5 records (first 4, last 37)" in out
+    assert "validate date_from_datetime_parsing ordered_on: 4 records (first 7, last 37)" in out
+    assert "parse parse_error (record): 1 records (first 19, last 19)" in out
+    assert "4. replay the DLQ with FixedOrder: read 11 = valid 8 + invalid 3 (parse 1, validate 2) + filtered 0" in out
+    assert "recovered 8: order_id 4, 7, 11, 15, 23, 28, 30, 37" in out
+    assert "record 19 (line 20): stage=parse field=- type=parse_error: expected 5 fields, found 3" in out
+    assert "record 26 (line 27): stage=validate field=currency type=literal_error" in out
+    assert "record 34 (line 35): stage=validate field=amount type=greater_than_equal" in out
+    assert "5. in all: 40 records = 37 valid (29 + 8 recovered) + 3 in build/examples/messy_csv_loop/orders.still-bad.jsonl" in out
+    out_dir = OUT / "messy_csv_loop"
+    assert len(jsonl(out_dir / "orders.clean.jsonl")) == 29
+    assert [d["record"] for d in jsonl(out_dir / "orders.errors.jsonl")] == [4, 7, 11, 15, 19, 23, 26, 28, 30, 34, 37]
+    recovered = jsonl(out_dir / "orders.recovered.jsonl")
+    # The fix read the formats right, not just past the validator.
+    assert {r["order_id"]: (r["ordered_on"], r["amount"]) for r in recovered if r["order_id"] in (4, 7, 37)} == {
+        4: ("2024-03-05", "5.00"), 7: ("2024-03-08", "8.75"), 37: ("2024-03-10", "46.25"),
+    }
+    assert [(d["source"].endswith("orders.csv"), d["record"], d["stage"]) for d in jsonl(out_dir / "orders.still-bad.jsonl")] == [
+        (True, 19, "parse"), (True, 26, "validate"), (True, 34, "validate"),
+    ]
+
+
+def test_infer_a_file(tmp_path: pathlib.Path) -> None:
+    from examples.generate_orders import generate_orders_csv
+    from examples.infer_a_file import ROWS, SEED
+
+    out = run_example("infer_a_file.py")
+    # The same file, generated again: how many rows of each bad kind it holds.
+    bad = generate_orders_csv(tmp_path / "orders.csv", ROWS, seed=SEED)
+    assert f"{ROWS:,} orders, {sum(bad.values())} bad on purpose" in out
+    # A type-only model refuses malformed dates and prices (validate) and ragged rows
+    # (parse); bad e-mails, negative quantities and unknown currencies are still str / int.
+    parse, validate = bad["ragged_short"] + bad["ragged_long"], bad["bad_date"] + bad["bad_price"]
+    assert parse > 0 and validate > 0
+    valid = ROWS - parse - validate
+    assert (f"read {ROWS:,} = valid {valid:,} + invalid {parse + validate:,} (parse {parse}, validate {validate}) + filtered 0") in out
+    module = (OUT / "infer_a_file" / "orders_model.py").read_text(encoding="utf-8")
+    assert module in out  # the model is printed as written
+    for line in ("    order_date: dt.date  #", "    unit_price: Decimal  #", "    ship_date: dt.date | None = None  #", "    quantity: int  #"):
+        assert line in module
+    assert len(jsonl(OUT / "infer_a_file" / "orders.clean.jsonl")) == valid
