@@ -44,6 +44,9 @@ class WorkerSpec:
     model: type[BaseModel]
     hooks: list[Hook] = field(default_factory=list)
     output_form: str = "jsonl"
+    #: What the source's chunks need in every worker (an Excel workbook's shared strings),
+    #: msgpack bytes, sent once per worker instead of in every chunk: see Source.worker_context.
+    context: bytes | None = None
 
 
 class ChunkProcessor:
@@ -64,6 +67,8 @@ class ChunkProcessor:
         self.after = [h for h in spec.hooks if overrides(h, "after_validate")]
         self.dump = self._dumper()
         self.nulls = NullPolicy(spec.model)  # what an empty cell means, per field
+        # The source's worker context, unpacked once; kinds keep what they build from it here.
+        self.context: dict[str, Any] = codec.unpack(spec.context) if spec.context else {}
 
     def _dumper(self) -> Any:
         """The function turning a valid model into one row of the sink's form."""
