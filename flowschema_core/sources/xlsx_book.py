@@ -146,8 +146,12 @@ class Workbook:
 
     def shared_strings_part(self) -> str | None:
         rels = self._rels(self.part)
-        name = next((t for t, k in rels.values() if k.endswith("/sharedStrings")), "xl/sharedStrings.xml")
-        return name if name in self.names else None
+        name = next((t for t, k in rels.values() if k.endswith("/sharedStrings")), None)
+        if name is not None and name not in self.names:
+            raise SourceError(f"{self.path}: cannot open the workbook: its shared strings part {name} is missing from the zip")
+        if name is None and "xl/sharedStrings.xml" in self.names:
+            name = "xl/sharedStrings.xml"
+        return name
 
     def shared_strings_size(self) -> int:
         name = self.shared_strings_part()
@@ -163,7 +167,13 @@ class Workbook:
         declaration = re.match(r"\s*<\?xml[^>]*\?>", text)
         body = declaration.end() if declaration else 0
         if text.find("<!", body) >= 0 or text.find("<?", body) >= 0:
-            _refuse_or_unsupported(text[body:], name, self.path)
+            upper = text.upper()
+            if "<!DOCTYPE" in upper or "<!ENTITY" in upper:
+                _refuse_or_unsupported(upper, name, self.path)
+            # Comments and processing instructions hold no text: drop them; CDATA is openpyxl's.
+            text = re.sub(r"<!--.*?-->|<\?.*?\?>", "", text[body:], flags=re.S)
+            if "<!" in text:
+                _refuse_or_unsupported(text, name, self.path)
         root = re.search(r"<(\w+:)?sst\b", text)
         prefix = root.group(1) or "" if root else ""
         pats = xlsx_kind.Patterns.of(prefix)
@@ -213,7 +223,7 @@ class Workbook:
                 head += piece
                 if head.startswith((b"\xff\xfe", b"\xfe\xff")):
                     raise Unsupported("the sheet is not UTF-8")
-                declaration = re.match(rb"""\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']+)""", head)
+                declaration = re.match(rb"""(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?encoding\s*=\s*["']([^"']+)""", head)
                 if declaration and declaration.group(1).lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
                     raise Unsupported(f"the sheet's encoding is {declaration.group(1).decode('ascii', 'replace')}")
                 found = re.search(rb"<(\w+:)?sheetData\b", head)
@@ -221,10 +231,11 @@ class Workbook:
                     if len(head) > 64 * _PIECE:
                         raise Unsupported("no <sheetData> in the sheet's first 64 MiB")
                     continue
-                prolog = head[:found.start()]
-                body_start = re.sub(rb"^\s*<\?xml[^>]*\?>", b"", prolog)
-                if b"<!" in body_start or b"<?" in body_start:
-                    _refuse_or_unsupported(body_start.decode("utf-8", "replace"), part, self.path)
+                prolog = head[:found.start()].upper()
+                # Comments and processing instructions before the rows do not move a </row>;
+                # a DTD is refused wherever it is.
+                if b"<!DOCTYPE" in prolog or b"<!ENTITY" in prolog:
+                    _refuse_or_unsupported(prolog.decode("utf-8", "replace"), part, self.path)
                 prefix = (found.group(1) or b"").decode("ascii")
                 piece = head[found.start():]
             window = tail + piece
