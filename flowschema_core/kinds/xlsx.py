@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import CodecError
 from .base import Chunk, ChunkKind
@@ -65,7 +65,7 @@ def _entity(match: re.Match[str]) -> str:
 class Patterns:
     """The compiled patterns for one namespace prefix (``""`` or e.g. ``"x:"``)."""
 
-    _cache: dict[str, Patterns] = {}
+    _cache: ClassVar[dict[str, Patterns]] = {}
 
     def __init__(self, prefix: str) -> None:
         p = re.escape(prefix)
@@ -465,12 +465,12 @@ class XlsxKind(ChunkKind):
         book = book_of(processor, chunk)
         fields: list[str] | None = chunk["fields"]
         nulls = chunk.get("nulls") if fields is not None else None
-        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls else None
+        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls and fields is not None else None
         record_of = processor.record
         i = 0
         for number, values, reason, raw_text in records(chunk["data"], book, chunk["prefix"], chunk["row0"], chunk["counter"], fields):
             if values is None:
-                batch.parse_error(i, number, reason, raw_text)
+                batch.parse_error(i, number, reason or "", raw_text)
             elif fields is None:
                 record_of(values, i, number, batch)
             elif plan is not None:

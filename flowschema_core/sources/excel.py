@@ -41,7 +41,7 @@ Rules (also in the docs):
 from __future__ import annotations
 
 import datetime as dt
-import json
+import itertools
 import os
 import zipfile
 import zlib
@@ -287,7 +287,7 @@ class ExcelSource(RecordSource):
         (openpyxl then reads an empty header), None when the block ends before it."""
         tag = fast.book_row_tag
         starts = [m.start() for m in tag.finditer(block)] + [len(block)]
-        for start, end in zip(starts, starts[1:]):
+        for start, end in itertools.pairwise(starts):
             segment = block[start:end]
             for number, values, _, problem in xlsx_kind.rows(segment, fast.book_rows, fast.prefix, row0, first):
                 if problem is not None:

@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 import flowschema_core as fs
 from flowschema_core.registry import source_for
-from flowschema_core.sources.base import ParseFailure
 from flowschema_core.sources import excel as excel_module
+from flowschema_core.sources.base import ParseFailure
 from flowschema_core.sources.excel import ExcelSource
 
 
