@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..dlq import outcome_of
 from ..errors import CodecError
 from .base import Chunk, ChunkKind
 
@@ -466,18 +467,38 @@ class XlsxKind(ChunkKind):
         fields: list[str] | None = chunk["fields"]
         nulls = chunk.get("nulls") if fields is not None else None
         plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls and fields is not None else None
-        record_of = processor.record
+        # Without hooks, validation is inlined (as in the CSV kind): no Python call per
+        # record beyond the validator's and the serializer's. outcome_of decides what an
+        # exception means for the record.
+        fast = not processor.before and not processor.after
+        validate, dump, record_of = processor.validate, processor.dump, processor.record
+        valid_append, valid_i_append = batch.valid.append, batch.valid_i.append
         i = 0
         for number, values, reason, raw_text in records(chunk["data"], book, chunk["prefix"], chunk["row0"], chunk["counter"], fields):
             if values is None:
                 batch.parse_error(i, number, reason or "", raw_text)
             elif fields is None:
                 record_of(values, i, number, batch)
-            elif plan is not None:
-                record, changed = plan.record(values)
-                record_of(record, i, number, batch, dict(zip(fields, values)) if changed else None)
             else:
-                record_of(dict(zip(fields, values)), i, number, batch)
+                if plan is not None:
+                    record, changed = plan.record(values)
+                else:
+                    record, changed = dict(zip(fields, values)), False
+                if fast:
+                    try:
+                        obj = validate(record)
+                    except BaseException as exc:  # noqa: BLE001 - outcome_of re-raises what is not the record's
+                        batch.fail(i, number, *outcome_of(exc, "validate"), dict(zip(fields, values)) if changed else record)
+                    else:
+                        try:
+                            out = dump(obj)
+                        except BaseException as exc:  # noqa: BLE001 - as above
+                            batch.fail(i, number, *outcome_of(exc, "dump"), dict(zip(fields, values)) if changed else record)
+                        else:
+                            valid_append(out)
+                            valid_i_append(i)
+                else:
+                    record_of(record, i, number, batch, dict(zip(fields, values)) if changed else None)
             i += 1
         batch.seen = i
 
