@@ -134,6 +134,7 @@ class ExcelSource(RecordSource):
         self._workbook: Any = None
         self.notes: list[str] = []
         self._fast: _FastSheet | None = None  # prepared by worker_context for this run's chunks
+        self._driver_reads = False  # True while chunks() reads with openpyxl
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "excel", "name": self.path, "sheet": self.sheet, "header_row": self.header_row}
@@ -247,7 +248,15 @@ class ExcelSource(RecordSource):
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         fast, self._fast = self._fast, None  # a run prepares it once, with its worker context
         if fast is None:
-            yield from super().chunks(target_bytes)
+            # openpyxl in the driver: chosen by worker_context (its note says why), or no
+            # worker context was asked for, so workers could not read xlsx chunks.
+            if not self.notes:
+                self.notes.append(f"{self.path}: read with openpyxl (no worker context was prepared for the fast reader)")
+            self._driver_reads = True
+            try:
+                yield from super().chunks(target_bytes)
+            finally:
+                self._driver_reads = False
             return
         token = fast.context["token"]
         try:
@@ -329,6 +338,9 @@ class ExcelSource(RecordSource):
     def records(self) -> Iterator[tuple[int | None, Any]]:
         """The records, read in this process (by the fast reader unless it does not cover
         the workbook); a run reads through :meth:`chunks` instead."""
+        if self._driver_reads:  # a run's chunks, read with openpyxl as decided
+            yield from self._openpyxl_records()
+            return
         self.notes = []
         fast = self._open_fast(None)
         if fast is not None:
@@ -414,6 +426,9 @@ class ExcelSource(RecordSource):
         workbook, self._workbook = self._workbook, None
         if workbook is not None:
             workbook.close()
+        fast, self._fast = self._fast, None  # prepared for a run that stopped before reading
+        if fast is not None:
+            fast.close()
 
 
 class _FastSheet:
