@@ -203,3 +203,24 @@ def test_huge_shared_strings_fall_back_to_openpyxl_and_the_context_counts_agains
 def test_reader_option_is_checked() -> None:
     with pytest.raises(fs.ConfigError, match="reader must be one of auto, fast, openpyxl"):
         ExcelSource("x.xlsx", reader="calamine")
+
+
+def test_a_worker_without_the_workbook_context_refuses_xlsx_chunks(tmp_path: pathlib.Path) -> None:
+    from flowschema_core import codec
+    from flowschema_core.worker import ChunkProcessor, WorkerSpec
+
+    wb = Workbook()
+    wb.active.append(["id"])
+    wb.active.append([1])
+    wb.save(tmp_path / "w.xlsx")
+    source = ExcelSource(tmp_path / "w.xlsx", reader="fast")
+    context = source.worker_context(1 << 20)
+    assert context is not None
+    (blob, _), = list(source.chunks(1 << 20))
+    with pytest.raises(fs.CodecError, match="started without the workbook's shared strings"):
+        ChunkProcessor(WorkerSpec(Anything)).process(blob)
+    other = dict(context["xlsx"], token="another")
+    with pytest.raises(fs.CodecError, match="reached a worker holding workbook another"):
+        ChunkProcessor(WorkerSpec(Anything, context=codec.pack({"xlsx": other}))).process(blob)
+    result = codec.decode(ChunkProcessor(WorkerSpec(Anything, context=codec.pack(context))).process(blob))
+    assert (result["n"], result["valid"]) == (1, 1)
