@@ -137,7 +137,7 @@ class ExcelSource(RecordSource):
         self._driver_reads = False  # True while chunks() reads with openpyxl
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "excel", "name": self.path, "sheet": self.sheet, "header_row": self.header_row}
+        return {"kind": "excel", "name": self.path, "sheet": self.sheet, "header_row": self.header_row, "reader": self.reader}
 
     # -- safety checks before any XML is parsed ------------------------------------------
     def _check_container(self) -> None:
