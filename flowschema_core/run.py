@@ -112,7 +112,7 @@ class Run:
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
                 context = self._worker_context()
-                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, context))
+                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, context=context))
                 report.workers = self.executor.stats.workers
                 # Each worker holds a copy of the context for the whole run: it counts
                 # against the budget (the source kept it under half of it).

@@ -470,7 +470,11 @@ class XlsxKind(ChunkKind):
         # Without hooks, validation is inlined (as in the CSV kind): no Python call per
         # record beyond the validator's and the serializer's. outcome_of decides what an
         # exception means for the record.
-        fast = not processor.before and not processor.after
+        # A worker that enforces record_timeout (beacon) or must skip stuck records takes
+        # them from processor.record, or is told here about each record (as the CSV kind).
+        beacon = getattr(processor, "beacon", None)
+        fast = not processor.before and not processor.after and getattr(processor, "stuck", None) is None
+        on_record = beacon.on_record if beacon is not None else None
         validate, dump, record_of = processor.validate, processor.dump, processor.record
         valid_append, valid_i_append = batch.valid.append, batch.valid_i.append
         i = 0
@@ -485,6 +489,8 @@ class XlsxKind(ChunkKind):
                 else:
                     record, changed = dict(zip(fields, values)), False
                 if fast:
+                    if on_record is not None:
+                        on_record(i)
                     try:
                         obj = validate(record)
                     except BaseException as exc:  # noqa: BLE001 - outcome_of re-raises what is not the record's
