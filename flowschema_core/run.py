@@ -114,14 +114,23 @@ class Run:
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
-                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout))
+                context = self._worker_context()
+                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout,
+                                               context=context))
                 report.workers = self.executor.stats.workers
+                # Each worker holds a copy of the context for the whole run: it counts
+                # against the budget (the source kept it under half of it).
+                held = len(context) * max(1, report.workers) if context else 0
+                if held:
+                    self.ledger.acquire(held)
                 sampler.start()
                 self._open_sinks()
                 self.reader = threading.Thread(target=self._read, name="flowschema-reader", daemon=True)
                 self.reader.start()
                 self._complete()
                 self.reader.join()
+                if held:
+                    self.ledger.release(held)
             self._check()
             if self.store is None:
                 for sink in self.opened:
@@ -149,6 +158,12 @@ class Run:
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)
         return report
+
+    def _worker_context(self) -> bytes | None:
+        """The source's worker context, packed; its copies (one a worker) fit in half the budget."""
+        share = self.pipeline.max_bytes_in_flight // (2 * max(1, self.executor.parallelism))
+        context = self.source.worker_context(share)
+        return codec.pack(context) if context else None
 
     def _open_sinks(self) -> None:
         """Open the sink and the DLQ (at their checkpointed state, when resuming)."""

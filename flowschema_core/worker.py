@@ -47,6 +47,9 @@ class WorkerSpec:
     #: Seconds a record's hooks and validation may take (None: no limit); the executor
     #: enforces it from outside the worker (see :mod:`flowschema_core.watchdog`).
     record_timeout: float | None = None
+    #: What the source's chunks need in every worker (an Excel workbook's shared strings),
+    #: msgpack bytes, sent once per worker instead of in every chunk: see Source.worker_context.
+    context: bytes | None = None
 
 
 class ChunkProcessor:
@@ -70,6 +73,8 @@ class ChunkProcessor:
         #: Set by a worker whose executor enforces ``record_timeout``.
         self.beacon: Beacon | None = None
         self.stuck: dict[int, str] | None = None  # records of this chunk not to run, and why
+        # The source's worker context, unpacked once; kinds keep what they build from it here.
+        self.context: dict[str, Any] = codec.unpack(spec.context) if spec.context else {}
 
     def _dumper(self) -> Any:
         """The function turning a valid model into one row of the sink's form."""

@@ -79,6 +79,13 @@ class Source(abc.ABC):
         """What identifies this input (used to refuse a checkpoint from another source)."""
         return {"kind": type(self).__name__, "name": self.name}
 
+    def worker_context(self, limit: int) -> dict[str, Any] | None:
+        """What every worker needs for this run's chunks besides the chunks themselves
+        (an Excel workbook's shared strings), or None. Called once per run, before
+        :meth:`chunks`; it travels once to each worker and counts against the byte budget
+        for the whole run, so it must pack to at most ``limit`` msgpack bytes."""
+        return None
+
     def close(self) -> None:
         """Release what the source holds (files, connections). Safe to call twice."""
 

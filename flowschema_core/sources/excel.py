@@ -1,4 +1,17 @@
-"""Excel workbooks (.xlsx / .xlsm), streamed row by row with openpyxl's read-only mode.
+"""Excel workbooks (.xlsx / .xlsm): the sheet's XML cut into blocks for the workers, or
+streamed row by row with openpyxl's read-only mode.
+
+Two readers, chosen per workbook (said in the run report's ``notes``):
+
+* the fast reader (the default): the driver streams the sheet's XML out of the zip and
+  cuts it at ``</row>`` into ``xlsx`` chunks; the workers parse them
+  (:mod:`flowschema_core.kinds.xlsx`, :mod:`.xlsx_book`). Shared strings and date styles
+  are read once and sent to each worker once, counted against the byte budget;
+* openpyxl, in the driver, for what the fast reader does not read (comments or CDATA in
+  the sheet, a sheet not in UTF-8, shared strings too large for the budget), or when
+  asked with ``reader="openpyxl"``.
+
+Both give the same records and the same DLQ. The openpyxl path:
 
 ::
 
@@ -28,20 +41,30 @@ Rules (also in the docs):
 from __future__ import annotations
 
 import datetime as dt
-import json
+import itertools
 import os
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from .. import codec
 from ..errors import ConfigError, MissingDependencyError, SourceError
+from ..kinds import xlsx as xlsx_kind
+from ..kinds.xlsx import EXCEL_ERRORS, letters, row_json, short
 from ..nulls import EmptyCells, empty_cells_mode, null_tokens
 from ..units import parse_size
 from .base import ParseFailure, RecordSource, open_input
+from .xlsx_book import Unsupported, Workbook
 
-#: The values a cell of type "e" can hold.
-EXCEL_ERRORS = frozenset({"#N/A", "#DIV/0!", "#REF!", "#VALUE!", "#NAME?", "#NUM!", "#NULL!", "#GETTING_DATA", "#SPILL!", "#CALC!"})
+__all__ = ["EXCEL_ERRORS", "READERS", "ExcelSource"]
+
+#: ``"auto"``: the fast reader, openpyxl for a workbook it does not cover; ``"fast"``: the
+#: fast reader or a SourceError; ``"openpyxl"``: openpyxl only.
+READERS = ("auto", "fast", "openpyxl")
+#: The reader of an ExcelSource created without ``reader=`` (tests run every Excel test
+#: through each reader by changing it).
+DEFAULT_READER = "auto"
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
@@ -68,6 +91,9 @@ class ExcelSource(RecordSource):
         default) the way the model's field asks (:mod:`flowschema_core.nulls`), ``"none"``
         always ``None``, ``"keep"`` always ``""``. Applies to sheets with a header row.
     :param null_values: more string cell values that mean "no value" (``["N/A", "-"]``).
+    :param reader: ``"auto"`` (the default: the fast reader, openpyxl for a workbook it does
+        not cover), ``"fast"`` (the fast reader only) or ``"openpyxl"``. The run report's
+        ``notes`` say which read the workbook, and why.
     """
 
     def __init__(
@@ -81,8 +107,12 @@ class ExcelSource(RecordSource):
         max_compression_ratio: float = 200.0,
         empty_cells: EmptyCells = "model",
         null_values: Sequence[str] = (),
+        reader: str | None = None,
     ) -> None:
         self.path = os.fspath(path)
+        self.reader = DEFAULT_READER if reader is None else reader
+        if self.reader not in READERS:
+            raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")
         self.name = self.path
         if not isinstance(sheet, (str, int)) or isinstance(sheet, bool):
             raise ConfigError(f"sheet must be a sheet name or a 0-based index, not {sheet!r}")
@@ -102,9 +132,12 @@ class ExcelSource(RecordSource):
         # An empty cell reaches the worker as None (an empty string cell too).
         self.nulls = {"mode": empty_cells_mode(empty_cells, None), "tokens": [None, *null_tokens(null_values)]}
         self._workbook: Any = None
+        self.notes: list[str] = []
+        self._fast: _FastSheet | None = None  # prepared by worker_context for this run's chunks
+        self._driver_reads = False  # True while chunks() reads with openpyxl
 
     def fingerprint(self) -> dict[str, Any]:
-        return {"kind": "excel", "name": self.path, "sheet": self.sheet, "header_row": self.header_row}
+        return {"kind": "excel", "name": self.path, "sheet": self.sheet, "header_row": self.header_row, "reader": self.reader}
 
     # -- safety checks before any XML is parsed ------------------------------------------
     def _check_container(self) -> None:
@@ -168,13 +201,125 @@ class ExcelSource(RecordSource):
                 "(Excel never writes one; entity expansion and external entities are XML attacks)"
             )
 
+    # -- choosing the reader ----------------------------------------------------------
+    def worker_context(self, limit: int) -> dict[str, Any] | None:
+        """Open the workbook for the fast reader and return what every worker needs (shared
+        strings, date styles, date system); None when this workbook goes to openpyxl. Shared
+        strings larger than ``limit`` (the run's share of the byte budget per worker) are not
+        sent: the workbook is read with openpyxl, in the driver, and the notes say so."""
+        self.notes = []
+        self._fast = self._open_fast(limit)
+        return {"xlsx": self._fast.context} if self._fast is not None else None
+
+    def _open_fast(self, limit: int | None) -> _FastSheet | None:
+        """The fast reader's view of the sheet, or None (with a note) for openpyxl."""
+        if self.reader == "openpyxl":
+            self.notes.append(f"{self.path}: read with openpyxl (reader='openpyxl')")
+            return None
+        _require_openpyxl()  # its number-format rules decide what a date is, in both readers
+        self._check_container()
+        try:
+            archive = zipfile.ZipFile(self.path)
+        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+            raise SourceError(f"{self.path}: truncated or corrupt workbook (the zip directory cannot be read: {exc})") from exc
+        try:
+            book = Workbook(archive, self.path)
+            part = book.sheet_part(self.sheet)
+            size = book.shared_strings_size()
+            if limit is not None and size > limit:
+                raise Unsupported(f"its shared strings ({size:,} bytes) exceed the share of the byte budget each worker may hold "
+                                  f"({limit:,} bytes); a larger max_bytes_in_flight keeps the fast reader")
+            prefix = book.scan_sheet(part)
+            context = book.context()
+            if limit is not None and len(codec.pack(context)) > limit:
+                raise Unsupported(f"its shared strings exceed the share of the byte budget each worker may hold ({limit:,} bytes)")
+        except Unsupported as why:
+            archive.close()
+            if self.reader == "fast":
+                raise SourceError(f"{self.path}: the fast Excel reader cannot read this workbook: {why}; use reader='openpyxl'") from None
+            self.notes.append(f"{self.path}: read with openpyxl, in the driver (slower): the fast reader does not cover it: {why}")
+            return None
+        except BaseException:
+            archive.close()
+            raise
+        self.notes.append(f"{self.path}: read with the fast reader (sheet XML parsed in the workers)")
+        return _FastSheet(archive, book, part, prefix, context)
+
+    def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
+        fast, self._fast = self._fast, None  # a run prepares it once, with its worker context
+        if fast is None:
+            # openpyxl in the driver: chosen by worker_context (its note says why), or no
+            # worker context was asked for, so workers could not read xlsx chunks.
+            if not self.notes:
+                self.notes.append(f"{self.path}: read with openpyxl (no worker context was prepared for the fast reader)")
+            self._driver_reads = True
+            try:
+                yield from super().chunks(target_bytes)
+            finally:
+                self._driver_reads = False
+            return
+        token = fast.context["token"]
+        try:
+            for block, row0, counter in self._fast_blocks(fast, target_bytes):
+                yield codec.encode(xlsx_kind.chunk(block, row0, counter, self.fields, fast.prefix, token,
+                                                   self.nulls if self.fields is not None else None))
+        finally:
+            fast.close()
+
+    def _fast_blocks(self, fast: _FastSheet, target_bytes: int) -> Iterator[tuple[bytes, int, int]]:
+        """The sheet's blocks after the header row, each with the ``(row0, counter)`` it
+        starts from; reads the header row (``self.fields``) first."""
+        first = self.header_row or 1
+        row0, counter = 0, first
+        blocks = fast.book.blocks(fast.part, fast.prefix, target_bytes)
+        if self.header_row is not None:
+            fields: list[str] | None = None
+            for block in blocks:
+                rest, row0, fields = self._header_in(fast, block, row0, first)
+                if fields is not None:
+                    if not fields:
+                        break
+                    self.fields, counter = fields, first + 1
+                    if rest.strip():
+                        yield rest, row0, counter
+                        row0, counter = xlsx_kind.boundary_state(rest, fast.prefix, row0, counter)
+                    break
+            if not fields:
+                raise SourceError(f"{self.path}: the header row {self.header_row} of sheet {self.sheet!r} is empty")
+        for block in blocks:
+            yield block, row0, counter
+            row0, counter = xlsx_kind.boundary_state(block, fast.prefix, row0, counter)
+
+    def _header_in(self, fast: _FastSheet, block: bytes, row0: int, first: int) -> tuple[bytes, int, list[str] | None]:
+        """Look for the header row in ``block``: ``(what follows it, row0, fields)``;
+        fields is ``[]`` when the first row at or after ``first`` is not row ``first``
+        (openpyxl then reads an empty header), None when the block ends before it."""
+        tag = fast.book_row_tag
+        starts = [m.start() for m in tag.finditer(block)] + [len(block)]
+        for start, end in itertools.pairwise(starts):
+            segment = block[start:end]
+            for number, values, _, problem in xlsx_kind.rows(segment, fast.book_rows, fast.prefix, row0, first):
+                if problem is not None:
+                    raise SourceError(f"{self.path}: the header row {number} cannot be read: {problem}")
+                fields = _header(list(values)) if number == first else []
+                return block[end:], number, fields
+            row0, _ = xlsx_kind.boundary_state(segment, fast.prefix, row0, first)
+        return b"", row0, None
+
+    def _fast_records(self, fast: _FastSheet) -> Iterator[tuple[int | None, Any]]:
+        """The fast reader's records, parsed here (what the workers do with the chunks)."""
+        try:
+            for block, row0, counter in self._fast_blocks(fast, 1 << 20):
+                for number, record, reason, raw_text in xlsx_kind.records(block, fast.book_rows, fast.prefix, row0, counter, self.fields):
+                    yield number, ParseFailure(reason or "", raw_text) if record is None else record
+        finally:
+            fast.close()
+
     # -- reading -----------------------------------------------------------------------
     def _open_sheet(self) -> Any:
-        try:
-            import defusedxml  # noqa: F401 - openpyxl parses with it when it is importable
-            import openpyxl
-        except ImportError as exc:
-            raise MissingDependencyError("Excel support", "excel", getattr(exc, "name", None)) from exc
+        _require_openpyxl()
+        import openpyxl
+
         self._check_container()
         try:
             workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True, keep_links=False)
@@ -191,6 +336,19 @@ class ExcelSource(RecordSource):
         return workbook[self.sheet]
 
     def records(self) -> Iterator[tuple[int | None, Any]]:
+        """The records, read in this process (by the fast reader unless it does not cover
+        the workbook); a run reads through :meth:`chunks` instead."""
+        if self._driver_reads:  # a run's chunks, read with openpyxl as decided
+            yield from self._openpyxl_records()
+            return
+        self.notes = []
+        fast = self._open_fast(None)
+        if fast is not None:
+            yield from self._fast_records(fast)
+            return
+        yield from self._openpyxl_records()
+
+    def _openpyxl_records(self) -> Iterator[tuple[int | None, Any]]:
         worksheet = self._open_sheet()
         if not hasattr(worksheet, "iter_rows") or type(worksheet).__name__ == "ReadOnlyChartsheet":
             raise SourceError(f"{self.path}: sheet {self.sheet!r} is a chart sheet, not a worksheet")
@@ -268,6 +426,31 @@ class ExcelSource(RecordSource):
         workbook, self._workbook = self._workbook, None
         if workbook is not None:
             workbook.close()
+        fast, self._fast = self._fast, None  # prepared for a run that stopped before reading
+        if fast is not None:
+            fast.close()
+
+
+class _FastSheet:
+    """An open workbook and the sheet the fast reader streams."""
+
+    def __init__(self, archive: zipfile.ZipFile, book: Workbook, part: str, prefix: str, context: dict[str, Any]) -> None:
+        import re
+
+        self.archive, self.book, self.part, self.prefix, self.context = archive, book, part, prefix, context
+        self.book_rows = xlsx_kind.Book(context)
+        self.book_row_tag = re.compile(rf"<{re.escape(prefix)}row[\s>/]".encode())
+
+    def close(self) -> None:
+        self.archive.close()
+
+
+def _require_openpyxl() -> None:
+    try:
+        import defusedxml  # noqa: F401 - openpyxl parses with it when it is importable
+        import openpyxl  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("Excel support", "excel", getattr(exc, "name", None)) from exc
 
 
 def _header(values: list[Any]) -> list[str]:
@@ -303,29 +486,19 @@ def _date_value(value: Any, cell: Any) -> Any:
 
 
 def _letters(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rem = divmod(index - 1, 26)
-        letters = chr(65 + rem) + letters
-    return letters
+    return letters(index)
 
 
 def _coordinate(index: int, row_number: int) -> str:
-    return f"{_letters(index)}{row_number}"
+    return f"{letters(index)}{row_number}"
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short(value)
 
 
 def _row_json(fields: list[str], values: list[Any], row_number: int) -> str:
-    row: dict[str, Any] = {}
-    for index, value in enumerate(values):
-        key = fields[index] if index < len(fields) else _coordinate(index, row_number)
-        row[key] = value
-    return json.dumps(row, ensure_ascii=False, default=str)
+    return row_json(fields, values, row_number)
 
 
 def _describe(exc: BaseException) -> str:

@@ -17,8 +17,16 @@ from pydantic import BaseModel
 
 import flowschema_core as fs
 from flowschema_core.registry import source_for
+from flowschema_core.sources import excel as excel_module
 from flowschema_core.sources.base import ParseFailure
 from flowschema_core.sources.excel import ExcelSource
+
+
+@pytest.fixture(autouse=True, params=["fast", "openpyxl"])
+def reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs through both readers ("fast" never falls back: it fails instead)."""
+    monkeypatch.setattr(excel_module, "DEFAULT_READER", request.param)
+    return str(request.param)
 
 
 class Order(BaseModel):
