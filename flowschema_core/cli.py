@@ -75,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowschema", description="Validate messy records with a Pydantic model, within a byte budget.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline")
-    run.add_argument("source", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// http(s)://)")
+    run.add_argument("source", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// mysql:// http(s)://)")
     run.add_argument("--model", required=True, help="pydantic model as package.module:ClassName")
-    run.add_argument("--sink", required=True, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
+    run.add_argument("--sink", required=True, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql:// mysql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
     run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
     run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: the executor's own)")
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sheet", help="Excel sheet name or 0-based index")
     run.add_argument("--table", help="SQL source: the table to read")
     run.add_argument("--query", help="SQL source: the query to read (instead of --table)")
+    run.add_argument("--key", help="SQL source: a unique column to read in order of, so a dropped connection resumes after the last row read")
     run.add_argument("--sink-table", help="SQL sink: the table to write (created from the model if missing)")
     run.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
     run.add_argument("--upsert-key", help="SQL sink: column(s) to upsert on, comma-separated")
@@ -111,7 +112,7 @@ def _more_commands() -> list[Any]:
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     options = _options(args.source_option)
-    for name in ("delimiter", "encoding", "table", "query", "records_path"):
+    for name in ("delimiter", "encoding", "table", "query", "key", "records_path"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.sheet is not None:
@@ -142,8 +143,8 @@ def run_command(args: argparse.Namespace) -> int:
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
     source_options = _source_options(args)
-    if (args.table or args.query) and not args.source.split("://")[0].startswith(("sqlite", "postgresql")):
-        raise UsageError("--table / --query apply to an SQL source (sqlite:///… or postgresql://…)")
+    if (args.table or args.query or args.key) and not registry.is_sql_source(args.source):
+        raise UsageError("--table / --query / --key apply to an SQL source (sqlite:///…, postgresql://…, mysql://… or mariadb://…)")
     source = registry.source_for(args.source, **source_options)
     sink = registry.sink_for(args.sink, **_sink_options(args))
     errors = registry.sink_for(args.errors) if args.errors else None

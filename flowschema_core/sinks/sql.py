@@ -14,7 +14,8 @@
 written, so rows are visible in the table while the run goes on, and ``abort()`` cannot
 remove the chunks already committed. Give an ``upsert_key`` (a primary key or unique
 columns) to make a re-run after a failure safe: rows already there are updated, not
-duplicated (``INSERT ... ON CONFLICT DO UPDATE``, SQLite and PostgreSQL).
+duplicated (``INSERT ... ON CONFLICT DO UPDATE`` on SQLite and PostgreSQL, ``ON DUPLICATE
+KEY UPDATE`` on MySQL and MariaDB).
 
 Table and column names are always quoted and values always bound as parameters (bind
 names are generated, ``c0``, ``c1``, ...), so no name or value can change the SQL run.
@@ -25,6 +26,7 @@ Decimal → NUMERIC(max_digits, decimal_places) (unconstrained NUMERIC without b
 SQLite keeps decimals as REAL), datetime → TIMESTAMP WITH TIME ZONE (values in UTC;
 ``NaiveDatetime`` → without time zone; SQLite stores the UTC wall time), date, time,
 UUID → UUID (CHAR(32) where there is no native type), Enum/Literal → TEXT (the value),
+MySQL/MariaDB: DATETIME(6) in UTC wall time, TIME(6),
 nested models, lists and dicts → JSON (JSONB on PostgreSQL). Optional fields are nullable.
 """
 
@@ -42,10 +44,10 @@ from ..dlq import jsonable
 from ..errors import ConfigError, SinkError
 from ..model_types import FieldType, field_types
 from ..redact import redact_url
-from ..sql_engine import create_engine, import_sqlalchemy, is_disconnect
+from ..sql_engine import create_engine, import_sqlalchemy, is_check_violation, is_disconnect, is_mysql
 from .base import RowSink
 
-_UPSERT_DIALECTS = ("sqlite", "postgresql")
+_UPSERT_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
 
 
 class SQLSink(RowSink):
@@ -98,7 +100,7 @@ class SQLSink(RowSink):
         self._engine = create_engine(self.url, **self.engine_options)
         dialect = self._engine.dialect.name
         if self.upsert_key and dialect not in _UPSERT_DIALECTS:
-            raise ConfigError(f"{self.name}: upsert_key is supported on SQLite and PostgreSQL, not {dialect}")
+            raise ConfigError(f"{self.name}: upsert_key is supported on SQLite, PostgreSQL and MySQL/MariaDB, not {dialect}")
         types = field_types(model) if model is not None else None
         columns, self._convert = [], []
         for i, name in enumerate(self._fields):
@@ -179,6 +181,13 @@ class SQLSink(RowSink):
         table = self._table
         if not self.upsert_key:
             return table.insert()
+        if is_mysql(dialect):  # INSERT ... ON DUPLICATE KEY UPDATE (MySQL names no conflict target)
+            from sqlalchemy.dialects.mysql import insert as mysql_insert
+
+            mysql_stmt = mysql_insert(table)
+            updates = {c.name: mysql_stmt.inserted[c.key] for c in table.columns if c.name not in self.upsert_key}
+            key_col = next(c for c in table.columns if c.name in self.upsert_key)
+            return mysql_stmt.on_duplicate_key_update(updates or {key_col.name: mysql_stmt.inserted[key_col.key]})
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:
@@ -239,7 +248,7 @@ class SQLSink(RowSink):
 
 def _row_level(exc: BaseException, sa: Any) -> bool:
     """Errors that are the row's fault (a constraint, a value the column cannot hold)."""
-    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)):
+    if isinstance(exc, (sa.exc.IntegrityError, sa.exc.DataError)) or is_check_violation(exc):
         return True
     return not isinstance(exc, sa.exc.DBAPIError)  # bind-parameter processing refused the value
 
@@ -268,12 +277,14 @@ def _sql_type(ft: FieldType, sa: Any) -> Any:
         if ft.max_digits is not None and ft.decimal_places is not None:
             return sa.Numeric(max(ft.max_digits, ft.decimal_places, 1), ft.decimal_places, asdecimal=True)
         return sa.Numeric(asdecimal=True)
-    if kind == "datetime":
-        return sa.DateTime(timezone=ft.tz != "naive")
+    from sqlalchemy.dialects import mysql
+
+    if kind == "datetime":  # MySQL keeps whole seconds unless told fsp=6
+        return sa.DateTime(timezone=ft.tz != "naive").with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
     if kind == "date":
         return sa.Date()
     if kind == "time":
-        return sa.Time()
+        return sa.Time().with_variant(mysql.TIME(fsp=6), "mysql", "mariadb")
     if kind == "uuid":
         return sa.Uuid()
     from sqlalchemy.dialects import postgresql
@@ -288,7 +299,7 @@ def _converter(ft: FieldType, dialect: str) -> Callable[[Any], Any] | None:
     if kind in ("model", "list", "dict"):
         return lambda v: None if v is None else jsonable(v)
     if kind == "datetime":
-        naive_column = ft.tz == "naive" or dialect == "sqlite"  # SQLite has no time zones: UTC wall time
+        naive_column = ft.tz == "naive" or dialect == "sqlite" or is_mysql(dialect)  # no time zones there: UTC wall time
         return _utc_naive if naive_column else _utc_aware
     return None
 
