@@ -3,8 +3,8 @@
 ::
 
     write(chunk) ──► BEGIN ──► for each batch of batch_rows:  SAVEPOINT; INSERT ... (executemany)
-                       │           └─ the batch fails (constraint, type) ─► row by row, each in a
-                       │              SAVEPOINT: a refused row is returned as (position, DB message)
+                       │           └─ the batch fails (constraint, type) ─► halves, each in a
+                       │              SAVEPOINT, down to the refused rows: each is returned as (position, DB message)
                        │              and goes to the DLQ with stage "sink"; the others land
                        └──► COMMIT (one transaction per chunk)
                      a lost connection ─► ROLLBACK, back off (0.1 s, 0.2 s, ... ≤ 5 s), redo the
@@ -306,29 +306,30 @@ class SQLSink(RowSink):
 
     def _insert(self, conn: Any, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
         """Insert ``rows`` in ``conn``'s transaction, batch by batch; return the refused ones."""
-        sa = import_sqlalchemy()
         refused: list[tuple[int, str]] = []
         for start in range(0, len(rows), self.batch_rows):
-            batch = rows[start:start + self.batch_rows]
-            try:
-                with conn.begin_nested():
-                    conn.execute(self._stmt, batch)
-                continue
-            except sa.exc.StatementError as exc:
-                if is_disconnect(exc):
-                    raise
-            # Some row of the batch was refused: find it, let the others land.
-            for j, row in enumerate(batch):
-                try:
-                    with conn.begin_nested():
-                        conn.execute(self._stmt, row)
-                except sa.exc.StatementError as exc:
-                    if is_disconnect(exc):
-                        raise
-                    if not _row_level(exc, sa):
-                        raise SinkError(f"{self.name}: the database rejected the insert: {_db_message(exc)}") from exc
-                    refused.append((start + j, _db_message(exc)))
+            self._insert_batch(conn, rows[start:start + self.batch_rows], start, refused)
         return refused
+
+    def _insert_batch(self, conn: Any, batch: list[dict[str, Any]], offset: int, refused: list[tuple[int, str]]) -> None:
+        """Insert ``batch`` in a savepoint; if the database refuses it, halve it until the
+        refused rows stand alone (a few statements per bad row, not one per row)."""
+        sa = import_sqlalchemy()
+        try:
+            with conn.begin_nested():
+                conn.execute(self._stmt, batch if len(batch) > 1 else batch[0])
+            return
+        except sa.exc.StatementError as exc:
+            if is_disconnect(exc):
+                raise
+            if len(batch) == 1:
+                if not _row_level(exc, sa):
+                    raise SinkError(f"{self.name}: the database rejected the insert: {_db_message(exc)}") from exc
+                refused.append((offset, _db_message(exc)))
+                return
+        mid = len(batch) // 2
+        self._insert_batch(conn, batch[:mid], offset, refused)
+        self._insert_batch(conn, batch[mid:], offset + mid, refused)
 
     def _with_retry(self, action: Callable[[], Any]) -> Any:
         """Run ``action``; on a lost connection back off and retry, for ``retry_s`` at most."""
