@@ -223,16 +223,17 @@ class SQLSink(RowSink):
         return refused
 
     def _commit_held(self, state: dict[str, Any]) -> None:
-        assert self._state_key is not None
+        key = self._state_key
+        assert key is not None
         if self._conn is None and self._pending:
             # The connection was lost after the chunk's COMMIT went out: did it land?
             with self._engine.connect() as conn:
-                if sql_state.read(conn, self._state_table, self._state_key) == json.loads(json.dumps(state, sort_keys=True, default=str)):
+                if sql_state.read(conn, self._state_table, key) == json.loads(json.dumps(state, sort_keys=True, default=str)):
                     self._pending = []
                     return
 
         def store_and_commit(conn: Any) -> None:
-            sql_state.write(conn, self._state_table, self._state_key, state)
+            sql_state.write(conn, self._state_table, key, state)
             conn.commit()
 
         self._held(store_and_commit)
