@@ -121,8 +121,8 @@ class Run:
                 report.workers = self.executor.stats.workers
                 sampler.start()
                 self._open_sinks()
-                if self.store is not None and self.state is None:
-                    self._save_checkpoint("running")  # from now on a sink's committed state has a run to belong to
+                if self.store is not None and self.state is None and self.sink.commits_chunks:
+                    self._save_checkpoint("running")  # from now on the sink's committed state has a run to belong to
                 self.reader = threading.Thread(target=self._read, name="flowschema-reader", daemon=True)
                 self.reader.start()
                 self._complete()
