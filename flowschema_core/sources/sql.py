@@ -137,6 +137,7 @@ class SQLSource(RecordSource):
         sa = import_sqlalchemy()
         done, failures = 0, 0
         while True:
+            result: Any = None
             try:
                 with self._engine.connect() as conn:
                     stmt, params = self._statement(conn)
@@ -153,6 +154,7 @@ class SQLSource(RecordSource):
             except sa.exc.SQLAlchemyError as exc:
                 if not is_disconnect(exc):
                     raise self._failed(exc, done) from exc
+                _forget_unread_rows(result)
                 if done:
                     raise SourceConnectionError(
                         f"{self.name}: lost the connection to {self.shown_url} after {done} rows ({_message(exc)}); "
@@ -288,6 +290,15 @@ _NOTHING = object()
 def _message(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     return f"{type(orig).__name__}: {str(orig).strip()}"
+
+
+def _forget_unread_rows(result: Any) -> None:
+    """A lost connection's unbuffered PyMySQL result would try to read its remaining rows
+    from the dead socket when collected, and print a traceback: there are none to read."""
+    cursor = getattr(result, "cursor", None)
+    for unread in (getattr(cursor, "_result", None), getattr(getattr(cursor, "connection", None), "_result", None)):
+        if getattr(unread, "unbuffered_active", False):
+            unread.unbuffered_active = False
 
 
 def _close_quietly(conn: Any) -> None:
