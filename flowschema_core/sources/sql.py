@@ -296,7 +296,8 @@ def _forget_unread_rows(result: Any) -> None:
     """A lost connection's unbuffered PyMySQL result would try to read its remaining rows
     from the dead socket when collected, and print a traceback: there are none to read."""
     cursor = getattr(result, "cursor", None)
-    for unread in (getattr(cursor, "_result", None), getattr(getattr(cursor, "connection", None), "_result", None)):
+    candidates: tuple[Any, ...] = (getattr(cursor, "_result", None), getattr(getattr(cursor, "connection", None), "_result", None))
+    for unread in candidates:
         if getattr(unread, "unbuffered_active", False):
             unread.unbuffered_active = False
 
