@@ -237,3 +237,96 @@ def test_mysql_and_mariadb_urls_are_sql_sources_and_sinks(mariadb_db_url: str, t
     assert code == 0
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == N
     assert cli.main(["run", "data.csv", "--table", "t", "--model", "m:M", "--sink", "o.jsonl"]) == 2
+
+
+class CommitAnswerEater:
+    """A TCP proxy on loopback in front of PostgreSQL that, once armed, lets the ``n``-th
+    COMMIT reach the server and then cuts the connection instead of passing the server's
+    answer on: the client cannot tell whether its transaction landed."""
+
+    def __init__(self, upstream_port: int, n: int) -> None:
+        import socket
+        import threading
+
+        self.upstream_port, self.n, self.commits, self.cut = upstream_port, n, 0, 0
+        self.lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream_port))
+            doomed = threading.Event()
+            threading.Thread(target=self._pump, args=(client, server, doomed, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, doomed, False), daemon=True).start()
+
+    def _pump(self, src: Any, dst: Any, doomed: Any, to_server: bool) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not to_server and doomed.is_set():
+                    with self.lock:
+                        self.cut += 1
+                    break  # the answer to the COMMIT is never passed on
+                if to_server and b"Q\x00\x00\x00\x0bCOMMIT\x00" in data:
+                    with self.lock:
+                        self.commits += 1
+                        if self.commits == self.n:
+                            doomed.set()
+                dst.sendall(data)
+        except OSError:
+            pass
+        import socket
+
+        for sock in (src, dst):  # shutdown, not just close: it wakes the other pump's recv and sends the FIN
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("lost_commit", [6, 9])
+def test_a_commit_whose_answer_is_lost_is_not_redone(postgres_db_url: str, tmp_path: pathlib.Path, lost_commit: int) -> None:
+    """Exactly once across the one ambiguous moment: the chunk's COMMIT landed, the answer
+    did not. The sink must look its state row up, not write the chunk again."""
+    from urllib.parse import urlsplit
+
+    admin = _engine(postgres_db_url)
+    with admin.connect() as conn:  # no key: a chunk written twice would show
+        conn.exec_driver_sql("CREATE TABLE nums (id BIGINT NOT NULL, label TEXT NOT NULL)")
+    parts = urlsplit(postgres_db_url)
+    proxy = CommitAnswerEater(parts.port or 5432, lost_commit)
+    proxied = postgres_db_url.replace(f":{parts.port}/", f":{proxy.port}/")
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "label": f"label {i}"}) + "\n" for i in range(1, 5_001)))
+
+    class Num(BaseModel):
+        id: int
+        label: str
+
+    sink = fs.SQLSink(proxied, "nums", create=False, batch_rows=100)
+    try:
+        report, dlq = run_with_dlq(fs.JSONLSource(src), Num, sink, tmp_path, chunk_bytes="8KiB", checkpoint=tmp_path / "ckpt")
+    finally:
+        proxy.close()
+    assert proxy.cut == 1 and sink.retries >= 1  # the answer was really lost, and the sink noticed
+    assert report.rows_valid == 5_000 and dlq == []
+    with admin.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM nums").one() == (5_000, 5_000)
+    admin.dispose()
