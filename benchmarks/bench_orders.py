@@ -3,7 +3,7 @@
 ::
 
     python benchmarks/bench_orders.py [--rows 1000000] [--budget 64MB] [--workers 2]
-                                      [--repeat 1] [--skip-baselines] [--json out.json]
+                                      [--repeat 1] [--skip-baselines] [--progress] [--json out.json]
 
 Side by side, in one run, on the same file, model and output work (valid rows to a JSON
 Lines file, invalid rows with their reasons to a second one):
@@ -13,7 +13,10 @@ Lines file, invalid rows with their reasons to a second one):
     ships chunks of 5,000 (pickle) through ``imap``; workers validate and dump; the driver
     writes, in order;
 (c) FlowSchema: ``Pipeline(CSVSource, Order, JSONLSink, errors=JSONLSink,
-    executor=MultiprocessingExecutor(workers), max_bytes_in_flight=budget)``.
+    executor=MultiprocessingExecutor(workers), max_bytes_in_flight=budget)``;
+(d) with ``--progress``: (c) again, drawing the live progress line (rich, as on a
+    terminal, into /dev/null) at every sample; rounds alternate the order, so (c) and (d)
+    are interleaved and their difference is the progress line's cost.
 
 Each measurement runs in a fresh interpreter; a separate sampler process polls that
 interpreter's whole process tree every 50 ms and reports its peak RSS. Then a
@@ -150,14 +153,21 @@ def run_pool(path: str, out_dir: str, workers: int) -> dict[str, Any]:
     return {"valid": valid, "invalid": invalid}
 
 
-def run_flowschema(path: str, out_dir: str, workers: int, budget: str) -> dict[str, Any]:
+def run_flowschema(path: str, out_dir: str, workers: int, budget: str, progress: bool = False) -> dict[str, Any]:
     import flowschema_core as fs
     from examples.orders_model import Order
 
+    line = None
+    if progress:
+        from rich.console import Console
+
+        from flowschema_core.progress import LiveLine
+
+        line = LiveLine(Console(file=open(os.devnull, "w"), force_terminal=True, width=160))  # open as long as the child lives
     report = fs.Pipeline(
         fs.CSVSource(path), Order, fs.JSONLSink(os.path.join(out_dir, "c.jsonl")),
         errors=fs.JSONLSink(os.path.join(out_dir, "c.errors.jsonl")),
-        executor=fs.MultiprocessingExecutor(workers=workers), max_bytes_in_flight=budget,
+        executor=fs.MultiprocessingExecutor(workers=workers), max_bytes_in_flight=budget, progress=line,
     ).run()
     assert report.balanced, report.summary()
     return {
@@ -174,7 +184,7 @@ def _child_main(kind: str, path: str, out_dir: str, workers: int, budget: str) -
         elif kind == "pool":
             result.update(run_pool(path, out_dir, workers))
         else:
-            result.update(run_flowschema(path, out_dir, workers, budget))
+            result.update(run_flowschema(path, out_dir, workers, budget, progress=kind == "progress"))
     harness.report_result(result)
 
 
@@ -201,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of (a, b, c); the best of each is reported")
     parser.add_argument("--skip-baselines", action="store_true", help="FlowSchema and the flatness check only")
     parser.add_argument("--skip-flatness", action="store_true")
+    parser.add_argument("--progress", action="store_true", help="also (d): FlowSchema drawing the live progress line, interleaved with (c)")
     parser.add_argument("--json", metavar="OUT", help="also save the results as JSON")
     args = parser.parse_args(argv)
 
@@ -213,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}, workers={args.workers}, budget={args.budget}", flush=True)
 
     kinds = ["flowschema"] if args.skip_baselines else ["single", "pool", "flowschema"]
+    if args.progress:
+        kinds.append("progress")
     labels = {"single": "(a) one process: DictReader+model_validate", "pool": f"(b) multiprocessing.Pool({args.workers}), pickled dicts",
-              "flowschema": f"(c) FlowSchema MultiprocessingExecutor({args.workers})"}
+              "flowschema": f"(c) FlowSchema MultiprocessingExecutor({args.workers})",
+              "progress": "(d) (c) with the live progress line"}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for round_ in range(args.repeat):
         order = kinds if round_ % 2 == 0 else kinds[::-1]  # alternate to spread machine noise
@@ -239,6 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_baselines:
         ratios = {"vs_single": fsr["rows_per_s"] / best["single"]["rows_per_s"], "vs_pool": fsr["rows_per_s"] / best["pool"]["rows_per_s"]}
         print(f"\nFlowSchema / (a) one process: {ratios['vs_single']:.2f}x    FlowSchema / (b) Pool: {ratios['vs_pool']:.2f}x")
+    if args.progress:
+        ratios["progress_vs_none"] = best["progress"]["rows_per_s"] / fsr["rows_per_s"]
+        rates = {k: ", ".join(f"{r['rows_per_s']:,.0f}" for r in runs[k]) for k in ("flowschema", "progress")}
+        print(f"with / without the progress line (best of each): {ratios['progress_vs_none']:.3f}x; "
+              f"rows/s per round without: {rates['flowschema']}; with: {rates['progress']}")
     print(f"FlowSchema peak bytes in flight: {harness.mib(fsr['peak_bytes_in_flight'])} of a {harness.mib(budget_bytes)} budget "
           f"({fsr['chunks']} chunks, reader blocked {fsr['reader_blocked_s']:.2f} s)")
 

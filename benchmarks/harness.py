@@ -77,7 +77,7 @@ def _sample(pid: int, interval: float) -> None:
     import select
 
     sys.path.insert(0, ROOT)
-    from flowschema_core.report import tree_rss
+    from flowschema_core.timeline import tree_rss
 
     peak = samples = 0
     while True:

@@ -12,6 +12,7 @@ FlowSchema logs worker restarts, retries, chunk splits and checkpoints to the
 import logging as _logging
 
 from .dlq import DLQ_FIELDS
+from .dlq_summary import DLQSummary, inspect_dlq
 from .errors import (
     AccountingError,
     CheckpointError,
@@ -30,13 +31,16 @@ from .errors import (
 )
 from .executors import Executor, InlineExecutor, MultiprocessingExecutor
 from .hooks import Hook, after_validate, before_validate
+from .infer import infer_model, infer_model_source
 from .ledger import ByteLedger
 from .pipeline import Pipeline
+from .progress import ProgressSnapshot
 from .report import RunReport
 from .sinks import CSVSink, JSONLSink, ParquetSink, Sink, SQLSink
 from .sources import (
     CSVSource,
     Cursor,
+    DLQSource,
     ExcelSource,
     HTTPSource,
     JSONLSource,
@@ -66,6 +70,8 @@ __all__ = [
     "CodecError",
     "ConfigError",
     "Cursor",
+    "DLQSource",
+    "DLQSummary",
     "ExecutionError",
     "Executor",
     "ExcelSource",
@@ -86,6 +92,7 @@ __all__ = [
     "ParquetSource",
     "ParseFailure",
     "Pipeline",
+    "ProgressSnapshot",
     "RecordSource",
     "RunReport",
     "SQLSink",
@@ -101,5 +108,8 @@ __all__ = [
     "__version__",
     "after_validate",
     "before_validate",
+    "infer_model",
+    "infer_model_source",
+    "inspect_dlq",
     "parse_size",
 ]

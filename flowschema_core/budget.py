@@ -15,6 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from .dlq import reason_of
 from .errors import ConfigError, InvalidRecordsError
 
 #: A share is judged only once this many records have been read.
@@ -69,6 +70,9 @@ class ErrorBudget:
 
 
 def reason(error: Any) -> tuple[str, str, str]:
-    """A refused record's (stage, first error type, field), for the budget's message."""
-    first = error["errors"][0] if error["errors"] else {"type": "?", "loc": []}
-    return str(error["stage"]), str(first["type"]), ".".join(str(p) for p in first["loc"])
+    """A refused record's (stage, first error type, field), for the budget's message:
+    a ``ChunkError`` carries it, a DLQ record (read back from a DLQ) is asked."""
+    if "reason" in error:
+        stage, kind, field = error["reason"]
+        return stage, kind, field
+    return reason_of(error["stage"], error["errors"])

@@ -75,9 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowschema", description="Validate messy records with a Pydantic model, within a byte budget.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline")
-    run.add_argument("source", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// mysql:// http(s)://)")
-    run.add_argument("--model", required=True, help="pydantic model as package.module:ClassName")
-    run.add_argument("--sink", required=True, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql:// mysql://)")
+    run.add_argument("source", nargs="?", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// mysql:// http(s)://)")
+    run.add_argument("--config", metavar="FILE", help="read the options from a TOML file (keys named like the flags); flags override it")
+    add_run_options(run, required=False)  # --model and --sink may come from --config
+    run.set_defaults(handler=run_command, run_parser=run)
+    for command in _more_commands():
+        command.add_parser(sub)
+    return parser
+
+
+def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """The options of ``flowschema run`` after SOURCE (``flowschema replay`` takes them too)."""
+    run.add_argument("--model", required=required, help="pydantic model as package.module:ClassName")
+    run.add_argument("--sink", required=required, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql:// mysql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
     run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
     run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: the executor's own)")
@@ -98,20 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="DIR", help="record progress in DIR; running again with the same DIR after a crash resumes exactly")
     run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
     run.add_argument("--max-invalid", metavar="N_OR_PCT", help="stop once more records than this are invalid: a count (1000) or a share (5%%)")
-    run.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    run.set_defaults(handler=run_command)
-    for command in _more_commands():
-        command.add_parser(sub)
-    return parser
+    run.add_argument("--record-timeout", type=float, metavar="SECONDS",
+                     help="a record whose hooks and validation take longer goes to the DLQ and its worker is replaced (default: no limit)")
+    run.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress line, no summary)")
 
 
 def _more_commands() -> list[Any]:
     """The subcommands beside ``run``: each module has ``add_parser(sub)``, which sets ``handler``."""
-    return []
+    from .commands import infer, inspect, replay, report
+
+    return [report, infer, inspect, replay]
 
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = _options(args.source_option)
+    options = {**getattr(args, "source_options", {}), **_options(args.source_option)}  # the config's [source] table, then flags
     for name in ("delimiter", "encoding", "table", "query", "key", "records_path"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
@@ -121,41 +131,73 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _sink_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = _options(args.sink_option)
+    options = {**getattr(args, "sink_options", {}), **_options(args.sink_option)}  # the config's [sink] table, then flags
     if "://" in args.sink:
-        if not args.sink_table:
+        if args.sink_table:
+            options["table"] = args.sink_table
+        if "table" not in options:
             raise UsageError(f"--sink-table is needed to write to {args.sink.split('://')[0]}://")
-        options["table"] = args.sink_table
     if args.upsert_key:
         options["upsert_key"] = [k.strip() for k in args.upsert_key.split(",")]
     return options
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from . import registry
-    from .pipeline import Pipeline
+    from . import registry, run_config
 
-    if args.resume and not args.checkpoint:
-        raise UsageError("--resume needs --checkpoint DIR")
-    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
-        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
+    missing = [name for name, value in (("SOURCE", args.source), ("--model", args.model), ("--sink", args.sink)) if not value]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} missing: give {'it' if len(missing) == 1 else 'them'} on the command line "
+                         "or in --config FILE (keys source, model, sink)")
+    _check_resume(args)
+    if getattr(args, "config_dir", None) and args.config_dir not in sys.path:
+        sys.path.insert(0, args.config_dir)  # a model module beside the config file
     model = load_model(args.model)
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
     source_options = _source_options(args)
     if (args.table or args.query or args.key) and not registry.is_sql_source(args.source):
         raise UsageError("--table / --query / --key apply to an SQL source (sqlite:///…, postgresql://…, mysql://… or mariadb://…)")
-    source = registry.source_for(args.source, **source_options)
-    sink = registry.sink_for(args.sink, **_sink_options(args))
+    run_config.check_options(registry.source_class(args.source), source_options, "source")
+    try:
+        source = registry.source_for(args.source, **source_options)
+    except TypeError as exc:  # an option of the wrong type, e.g. delimiter = 5 in the config
+        raise UsageError(f"a source option has the wrong type: {exc}") from exc
+    return run_pipeline(args, model, source)
+
+
+def _check_resume(args: argparse.Namespace) -> None:
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint DIR")
+    if args.resume and not os.path.exists(os.path.join(args.checkpoint, "state.json")):
+        raise UsageError(f"--resume: there is no checkpoint in {args.checkpoint}")
+
+
+def run_pipeline(args: argparse.Namespace, model: type, source: Any) -> int:
+    """Run ``model`` over ``source`` with the sink, DLQ, executor, budget and checkpoint
+    options of ``args`` (:func:`add_run_options`); print the summary; the exit status."""
+    from . import registry, run_config
+    from .pipeline import Pipeline
+
+    _check_resume(args)
+    sink_options = _sink_options(args)
+    run_config.check_options(registry.sink_class(args.sink), sink_options, "sink")
+    try:
+        sink = registry.sink_for(args.sink, **sink_options)
+    except TypeError as exc:  # an option of the wrong type, e.g. upsert_key = 5 in the config
+        raise UsageError(f"a sink option has the wrong type: {exc}") from exc
     errors = registry.sink_for(args.errors) if args.errors else None
     executor = registry.make_executor(args.executor, **({"workers": args.workers} if args.workers is not None else {}))
     report = Pipeline(source, model, sink, errors, executor=executor, max_bytes_in_flight=args.max_bytes_in_flight, chunk_bytes=args.chunk_bytes,
-                      checkpoint=args.checkpoint, max_invalid=args.max_invalid).run()
+                      checkpoint=args.checkpoint, max_invalid=args.max_invalid, record_timeout=args.record_timeout,
+                      progress=not args.quiet).run()
     if args.report:
         with open(args.report, "w", encoding="utf-8") as f:
             f.write(report.to_json())
     if not args.quiet:
         print(report.summary())
+        for note in report.notes:
+            print(f"  note: {note}")
     if not report.interrupted:
         return 0
     return EXIT_TERMINATED if report.stop_signal == "SIGTERM" else EXIT_INTERRUPTED
@@ -166,16 +208,40 @@ def _log_to_stderr(quiet: bool) -> None:
     logger = logging.getLogger("flowschema")
     logger.setLevel(logging.ERROR if quiet else logging.WARNING)
     if not any(getattr(h, "flowschema_cli", False) for h in logger.handlers):  # main() may run more than once in a process
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("flowschema: %(message)s"))
         handler.flowschema_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record: while the progress line is up,
+    that is rich's proxy, which prints the warning above the line instead of through it."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None) -> argparse.Namespace:
+    """Parse again with the config file's values as defaults: flags override the file."""
+    from . import run_config
+
+    args.run_parser.set_defaults(**run_config.defaults_from(args.config, args.run_parser))
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _log_to_stderr(getattr(args, "quiet", False))
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
+        if getattr(args, "config", None):
+            args = _with_config(parser, args, argv)
+        _log_to_stderr(getattr(args, "quiet", False))
         return int(args.handler(args))
     except UsageError as exc:
         print(f"flowschema: error: {exc}", file=sys.stderr)
@@ -189,4 +255,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as ``python -m flowschema_core.cli`` this module is __main__; the commands raise
+    # flowschema_core.cli.UsageError, so main must be that module's to catch it.
+    from flowschema_core.cli import main as _main
+
+    sys.exit(_main())

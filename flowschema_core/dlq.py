@@ -7,9 +7,13 @@ A DLQ record is FlowSchema's public output format (one JSON object a line)::
      "raw": {"order_id": "17", "amount": "12,5"}, "raw_text": null, "ts": "2026-11-26T18:00:00Z"}
 
 Workers build :class:`ChunkError` entries, numbered within their chunk, inside a
-:class:`ChunkResult`; the driver turns each into a :class:`DLQRecord` once it knows the
-chunk's first record number. All are plain dicts (``TypedDict``), so they travel as
-msgpack unchanged.
+:class:`ChunkResult`, and finish the expensive part there: each entry carries ``body``,
+the JSON of its stage, errors, raw and raw_text — the middle of its DLQ line. The driver,
+once it knows the chunk's first record number, only puts the run, source, record number,
+line and time around those bytes (:func:`dlq_lines`): encoding DLQ records as JSON on the
+driver cost ~24 µs each, and capped how many workers one driver could feed on a messy
+file. A DLQ sink that is not JSON Lines gets dicts (:func:`to_record`). All are plain
+dicts (``TypedDict``), so they travel as msgpack unchanged.
 
 :func:`outcome_of` classifies an exception raised while a record was processed. Every
 path of the worker (the CSV hot loop and the general one) calls it, and only on its
@@ -42,14 +46,15 @@ class ErrorEntry(TypedDict):
 
 
 class ChunkError(TypedDict):
-    """A refused record inside a chunk result: ``i`` is its index within the chunk."""
+    """A refused record inside a chunk result: ``i`` is its index within the chunk,
+    ``reason`` its (stage, first error type, field) for counts, ``body`` the JSON of its
+    ``stage``, ``errors``, ``raw`` and ``raw_text`` without the braces."""
 
     i: int
     line: int | None
     stage: Stage
-    errors: list[ErrorEntry]
-    raw: Any
-    raw_text: str | None
+    reason: list[str]
+    body: bytes
 
 
 class ChunkResult(TypedDict):
@@ -62,6 +67,9 @@ class ChunkResult(TypedDict):
     data: Any  # valid rows in the sink's form: JSONL bytes, CSV bytes or value lists
     valid_i: list[int]  # the chunk index of each valid row
     errors: list[ChunkError]
+    #: ``[source, record, line]`` of each record of the chunk when they come from elsewhere
+    #: (a replayed DLQ keeps its records' first source, number and line); None otherwise.
+    origin: list[list[Any]] | None
 
 
 class DLQRecord(TypedDict):
@@ -87,7 +95,28 @@ def entry(type: str, msg: str, *, loc: list[Any] | None = None, input: Any = Non
 
 
 def chunk_error(i: int, line: int | None, stage: Stage, errors: list[ErrorEntry], raw: Any = None, raw_text: str | None = None) -> ChunkError:
-    return {"i": i, "line": line, "stage": stage, "errors": errors, "raw": raw, "raw_text": raw_text}
+    body = dumps({"stage": stage, "errors": errors, "raw": raw, "raw_text": raw_text})[1:-1]
+    return {"i": i, "line": line, "stage": stage, "reason": list(reason_of(stage, errors)), "body": body}
+
+
+def reason_of(stage: str, errors: list[ErrorEntry]) -> tuple[str, str, str]:
+    """A refused record's (stage, first error type, field): how counts group it."""
+    first = errors[0] if errors else {"type": "?", "loc": []}
+    return str(stage), str(first["type"]), ".".join(str(p) for p in first["loc"])
+
+
+def opened(error: ChunkError) -> dict[str, Any]:
+    """``error`` with its body decoded: ``i``, ``line``, ``stage``, ``errors``, ``raw``, ``raw_text``."""
+    return {"i": error["i"], "line": error["line"], **json.loads(b"{" + error["body"] + b"}")}
+
+
+def dumps(value: Any) -> bytes:
+    """JSON as a DLQ line holds it. Readable UTF-8 when possible; ``\\uXXXX`` escapes when
+    the value holds lone surrogates, which UTF-8 cannot carry (so odd Unicode never fails)."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=json_default).encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, default=json_default).encode("ascii")
 
 
 def parse_error(i: int, line: int | None, reason: str, raw_text: str | None) -> ChunkError:
@@ -105,11 +134,43 @@ def sink_refusal(i: int, reason: str, raw: Any) -> ChunkError:
     return chunk_error(i, None, "sink", [entry("sink_refused", reason)], raw)
 
 
-def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str) -> DLQRecord:
-    """A chunk's DLQ entry as its DLQ line; ``first_record`` is the chunk's first record number."""
+def _where(error: ChunkError, source: str, first_record: int, origin: list[list[Any]] | None) -> tuple[str, int, int | None]:
+    """``(source, record, line)`` of a chunk's DLQ entry: its place in this run's source,
+    or with ``origin`` (the chunk's ``[source, record, line]`` per record, see
+    :class:`ChunkResult`) the place it was first read: lineage survives a replay."""
+    if origin is None:
+        return source, first_record + error["i"], error["line"]
+    first_source, record, first_line = origin[error["i"]]
+    return first_source, record, first_line if error["line"] is None else error["line"]  # a sink refusal knows no line; the origin does
+
+
+def dlq_lines(errors: list[ChunkError], *, run_id: str, source: str, first_record: int, ts: str,
+              origin: list[list[Any]] | None = None) -> bytes:
+    """A chunk's DLQ entries as DLQ lines (JSON Lines); ``first_record`` is the chunk's
+    first record number. The bytes ``json.dumps`` of :func:`to_record` would give (or,
+    where lone surrogates force ``\\u`` escapes, the same JSON), from a copy of what
+    the worker encoded."""
+    tail = b', "ts": ' + dumps(ts) + b"}\n"
+    heads: dict[str, bytes] = {}
+    lines = []
+    for e in errors:
+        where, record, line = _where(e, source, first_record, origin)
+        head = heads.get(where)
+        if head is None:
+            head = heads[where] = dumps({"run_id": run_id, "source": where})[:-1] + b', "record": '
+        lines.append(b"%s%d, \"line\": %s, %s%s" % (head, record, b"null" if line is None else b"%d" % line, e["body"], tail))
+    return b"".join(lines)
+
+
+def to_record(error: ChunkError, *, run_id: str, source: str, first_record: int, ts: str,
+              origin: list[list[Any]] | None = None) -> DLQRecord:
+    """A chunk's DLQ entry as a DLQ record (a dict, for a DLQ sink that is not JSON Lines);
+    ``first_record`` is the chunk's first record number; ``origin`` as for :func:`dlq_lines`."""
+    where, record, line = _where(error, source, first_record, origin)
+    body = opened(error)
     return {
-        "run_id": run_id, "source": source, "record": first_record + error["i"], "line": error["line"],
-        "stage": error["stage"], "errors": error["errors"], "raw": error["raw"], "raw_text": error["raw_text"], "ts": ts,
+        "run_id": run_id, "source": where, "record": record, "line": line,
+        "stage": body["stage"], "errors": body["errors"], "raw": body["raw"], "raw_text": body["raw_text"], "ts": ts,
     }
 
 

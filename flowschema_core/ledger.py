@@ -27,11 +27,20 @@ class ByteLedger:
         self.peak = 0
         self.waits = 0
         self.blocked_s = 0.0
+        self._blocked_since: float | None = None  # when the current wait began, if one is on
         self._closed = False
 
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    @property
+    def blocked_so_far(self) -> float:
+        """Seconds ``acquire`` has spent blocked, the wait going on now included (the
+        progress line reads it while the reader waits; ``blocked_s`` grows only after)."""
+        with self._cond:  # free while the reader waits: Condition.wait releases it
+            since = self._blocked_since
+            return self.blocked_s + (time.perf_counter() - since if since is not None else 0.0)
 
     @property
     def outstanding(self) -> int:
@@ -45,7 +54,7 @@ class ByteLedger:
         with self._cond:
             if not self._fits(n):
                 self.waits += 1
-                started = time.perf_counter()
+                started = self._blocked_since = time.perf_counter()
                 deadline = None if timeout is None else started + timeout
                 while not self._fits(n) and not self._closed:
                     remaining = None if deadline is None else deadline - time.perf_counter()
@@ -53,6 +62,7 @@ class ByteLedger:
                         break
                     self._cond.wait(remaining)
                 self.blocked_s += time.perf_counter() - started
+                self._blocked_since = None
                 if not self._fits(n):
                     return False
             if self._closed:

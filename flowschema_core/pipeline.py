@@ -18,6 +18,8 @@ from .dlq import DLQ_FIELDS
 from .errors import ConfigError
 from .executors.base import Executor
 from .hooks import Hook, as_hook
+from .progress import ProgressCallback
+from .progress import check as check_progress
 from .registry import make_executor
 from .report import RunReport
 from .run import Run
@@ -46,6 +48,16 @@ class Pipeline:
     :param max_invalid: the error budget: a count (``1000``) or a share (``"5%"``) of
         invalid records past which the run stops with :class:`InvalidRecordsError` (the
         DLQ keeps what it has; nothing appears under the sink's final name). Default: none.
+    :param progress: ``True`` shows the run as it goes on stderr: one live line on a
+        terminal, a plain line every 10 s otherwise; a callable is called (from a sampler
+        thread, every ``sample_interval`` seconds, and once at the end with ``final=True``)
+        with a :class:`~flowschema_core.progress.ProgressSnapshot`. Default: nothing.
+    :param record_timeout: seconds one record's hooks and validation may take. A record
+        that takes longer goes to the DLQ (stage ``worker``, type ``record_timeout``), its
+        worker is replaced and the rest of its chunk is processed. Default: none, because
+        a slow record that would have passed (a hook waiting on a slow API) must not be
+        refused by a default; set it when a hook can hang. Needs an executor that runs
+        records in other processes (``"process"``, ``"ray"``).
     """
 
     def __init__(
@@ -64,6 +76,8 @@ class Pipeline:
         checkpoint: str | os.PathLike[str] | None = None,
         checkpoint_interval: float = 1.0,
         max_invalid: int | str | None = None,
+        progress: bool | ProgressCallback | None = None,
+        record_timeout: float | None = None,
     ) -> None:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise ConfigError(f"model must be a pydantic.BaseModel subclass, not {model!r}")
@@ -85,6 +99,9 @@ class Pipeline:
         self.checkpoint = CheckpointStore(checkpoint) if checkpoint is not None else None
         self.checkpoint_interval = checkpoint_interval
         self.error_budget = ErrorBudget.parse(max_invalid)  # a bad value is a ConfigError now, not mid-run
+        check_progress(progress)  # a bad value is a ConfigError now, not mid-run
+        self.progress = progress
+        self.record_timeout = _record_timeout(record_timeout, self.executor)
 
     def run(self) -> RunReport:
         """Run to the end and return the report. Ctrl-C stops cleanly: the report then
@@ -95,6 +112,17 @@ class Pipeline:
                                   "(or a name such as 'process', which gives each run its own)")
             self.executor = make_executor(self._executor_spec)
         return Run(self).execute()
+
+
+def _record_timeout(seconds: float | None, executor: Executor) -> float | None:
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        raise ConfigError(f"record_timeout must be a number of seconds above 0 (or None for no limit), got {seconds!r}")
+    if not executor.enforces_record_timeout:
+        raise ConfigError(f"record_timeout needs an executor that can stop a worker stuck on a record; {type(executor).__name__} "
+                          "cannot (it would have to stop the driver itself): use executor='process' or 'ray'")
+    return float(seconds)
 
 
 def _default_dlq_path(sink: Sink) -> str:

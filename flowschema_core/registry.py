@@ -57,6 +57,7 @@ SOURCES: dict[str, Entry] = {
     ".xlsm": Entry("flowschema_core.sources.excel:ExcelSource", extra="excel"),
     "http://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
     "https://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
+    "dlq://": Entry("flowschema_core.sources.dlq:DLQSource"),  # a DLQ to replay: dlq://errors.jsonl
 }
 SINKS: dict[str, Entry] = {
     ".jsonl": Entry("flowschema_core.sinks.jsonl:JSONLSink"),
@@ -148,13 +149,28 @@ def is_sql_source(location: str) -> bool:
     return entry is not None and entry.target.startswith("flowschema_core.sources.sql:")
 
 
-def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:
+def _lookup(kind: str, table: Mapping[str, Entry], location: str) -> tuple[Any, Entry]:
     key = _kind_key(location, kind)
     cls, entry = _load(kind, key, table, key.strip(".").removesuffix("://"))
     if cls is None:
         known = sorted(set(table) | set(plugins(kind)))
         raise ConfigError(f"cannot tell what kind of {kind} {location!r} is (by extension or URL scheme); known: {', '.join(known)}")
+    return cls, entry
+
+
+def _build(kind: str, table: Mapping[str, Entry], location: str, options: dict[str, Any]) -> Any:
+    cls, entry = _lookup(kind, table, location)
     return cls(location, **{**entry.defaults, **options})
+
+
+def source_class(location: str) -> type:
+    """The source class a path or URL calls for (without building one)."""
+    return _lookup("source", SOURCES, location)[0]  # type: ignore[no-any-return]
+
+
+def sink_class(location: str) -> type:
+    """The sink class a path or URL calls for (without building one)."""
+    return _lookup("sink", SINKS, location)[0]  # type: ignore[no-any-return]
 
 
 def source_for(location: str, **options: Any) -> Any:

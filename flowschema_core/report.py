@@ -1,14 +1,15 @@
-"""The run report, and the sampler that fills its timeline."""
+"""The run report: what a run did, in numbers, and its timeline (see :mod:`.timeline`)."""
 
 from __future__ import annotations
 
 import json
 import os
-import threading
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .error_groups import ErrorGroup
+from .errors import ConfigError
+from .timeline import Sample
 from .units import format_size
 
 
@@ -38,13 +39,16 @@ class RunReport:
     workers: int = 0
     worker_restarts: int = 0
     retries: int = 0
+    record_timeouts: int = 0  # records that outlived record_timeout (in the DLQ, stage "worker")
     interrupted: bool = False
     stop_signal: str = ""  # "SIGTERM" or "SIGINT" when a signal stopped the run
     checkpoint: str = ""
     resumed_from_record: int = 0
     started_at: str = ""
     notes: list[str] = field(default_factory=list)  # what the source noticed and handled
-    timeline: list[dict[str, float]] = field(default_factory=list)
+    timeline: list[Sample] = field(default_factory=list)
+    # The most common reasons records were refused, most frequent first (at most TOP_GROUPS).
+    error_groups: list[ErrorGroup] = field(default_factory=list)
 
     @property
     def balanced(self) -> bool:
@@ -56,6 +60,49 @@ class RunReport:
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
+    @classmethod
+    def from_dict(cls, data: Any, *, name: str = "the data") -> RunReport:
+        """A report from :meth:`to_dict`'s output (keys it does not know are ignored);
+        :class:`ConfigError` naming ``name`` if ``data`` is not a run report."""
+        from pydantic import TypeAdapter, ValidationError
+
+        missing = [key for key in _REQUIRED if key not in data] if isinstance(data, dict) else list(_REQUIRED)
+        if missing:
+            raise ConfigError(f"{name} is not a FlowSchema run report (no {', '.join(map(repr, missing[:3]))}); "
+                              "write one with: flowschema run ... --report run.json")
+        try:
+            return TypeAdapter(cls).validate_python(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"{name} is not a valid FlowSchema run report: {where}: {first['msg']}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> RunReport:
+        """Read a report written by ``flowschema run --report PATH`` or :meth:`to_json`."""
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read(_MAX_REPORT_CHARS + 1)  # a big file given by mistake is not read whole
+        except FileNotFoundError:
+            raise ConfigError(f"run report not found: {os.fspath(path)}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the run report {os.fspath(path)}: {exc}") from None
+        if len(text) > _MAX_REPORT_CHARS:
+            raise ConfigError(f"{os.fspath(path)} is not a FlowSchema run report: it is far larger than one "
+                              "(a report is a few kilobytes; its timeline keeps at most 512 samples)")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{os.fspath(path)} is not a FlowSchema run report: not JSON ({exc}); "
+                              "write one with: flowschema run ... --report run.json") from None
+        return cls.from_dict(data, name=os.fspath(path))
+
+    def to_html(self) -> str:
+        """The report as one self-contained HTML page (tables and SVG charts, no script)."""
+        from .html_report import render_html
+
+        return render_html(self)
+
     def summary(self) -> str:
         """A few human lines: counts, speed, and the byte budget against its peak."""
         stages = ", ".join(f"{k} {v:,}" for k, v in sorted(self.invalid_by_stage.items())) or "none"
@@ -64,64 +111,15 @@ class RunReport:
             f"run {self.run_id} {status}: {self.source} -> {self.sink} (DLQ {self.errors_sink})",
             f"  read {self.rows_read:,} = valid {self.rows_valid:,} + invalid {self.rows_invalid:,} ({stages}) + filtered {self.rows_filtered:,}",
             f"  {self.elapsed_s:.2f} s, {self.rows_per_s:,.0f} rows/s, {self.chunks} chunks, "
-            f"{self.workers} workers ({self.executor}), {self.worker_restarts} restarts",
+            f"{self.workers} workers ({self.executor}), {self.worker_restarts} restarts"
+            + (f", {self.record_timeouts} records past record_timeout" if self.record_timeouts else ""),
             f"  peak bytes in flight {format_size(self.peak_bytes_in_flight)} of a {format_size(self.max_bytes_in_flight)} budget; "
             f"reader blocked {self.blocked_s:.2f} s",
             f"  peak RSS of the process tree {format_size(self.peak_rss_bytes)}",
         ])
 
 
-def tree_rss(pid: int | None = None) -> int:
-    """Resident bytes of a process and all its descendants (0 if psutil cannot tell)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid or os.getpid())
-        total = root.memory_info().rss
-        for child in root.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-    except psutil.Error:
-        return 0
-
-
-class Sampler:
-    """Samples bytes in flight, tree RSS and rows done every ``interval`` seconds."""
-
-    def __init__(self, interval: float, in_flight: Any, rows_done: Any) -> None:
-        self.interval, self._in_flight, self._rows_done = interval, in_flight, rows_done
-        self.samples: list[dict[str, float]] = []
-        self.peak_rss = 0
-        self._stop = threading.Event()
-        self._started = time.perf_counter()
-        self._thread = threading.Thread(target=self._loop, name="flowschema-sampler", daemon=True)
-
-    def start(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        rss = tree_rss()
-        self.peak_rss = max(self.peak_rss, rss)
-        self.samples.append({
-            "t": round(time.perf_counter() - self._started, 3),
-            "bytes_in_flight": self._in_flight(),
-            "rss": rss,
-            "rows_done": self._rows_done(),
-        })
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def stop(self) -> None:
-        """Stop sampling and take a last sample (safe to call twice, or if never started)."""
-        if self._stop.is_set():
-            return
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-        self._sample()
+#: A report is tens of kilobytes (one from before the timeline was capped, a few megabytes).
+_MAX_REPORT_CHARS = 64 << 20
+#: Keys every run report has; a JSON object without them is something else.
+_REQUIRED = ("run_id", "source", "sink", "errors_sink", "executor", "rows_read", "rows_valid", "rows_invalid", "rows_filtered")

@@ -30,21 +30,23 @@ import queue
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from . import budget, codec, dlq
 from . import checkpoint as checkpoint_mod
+from . import codec, dlq, progress
 from .checkpoint import fault_point
 from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
+from .error_groups import ErrorGroups
 from .errors import AccountingError, FlowSchemaError, InvalidRecordsError, WorkerCrashedError
 from .kinds import kind_of
 from .ledger import ByteLedger
-from .report import RunReport, Sampler
+from .report import RunReport
 from .sinks.base import Sink
+from .sinks.jsonl import JSONLSink
 from .stopping import StopSignals
+from .timeline import Sampler
 from .worker import WorkerSpec
 
 if TYPE_CHECKING:
@@ -79,7 +81,7 @@ class Run:
         self.reader: threading.Thread | None = None
         self.opened: list[Sink] = []
         self.budget = pipeline.error_budget
-        self.reasons: Counter[tuple[str, str, str]] = Counter()  # of refused records, for the budget's message
+        self.error_groups = ErrorGroups()  # why records were refused: for the report and the budget's message
         self.report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(self.executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight,
@@ -113,11 +115,12 @@ class Run:
 
     def _execute(self, signals: StopSignals) -> RunReport:
         report = self.report
-        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
+        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read,
+                          watch=progress.watcher(self, self.pipeline.progress, every=self.pipeline.sample_interval))
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
-                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form))
+                self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout))
                 report.workers = self.executor.stats.workers
                 sampler.start()
                 self._open_sinks()
@@ -182,8 +185,10 @@ class Run:
         report.peak_bytes_in_flight = ledger.peak
         report.backpressure_waits, report.blocked_s = ledger.waits, ledger.blocked_s
         report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
-        report.worker_restarts, report.retries = self.executor.stats.restarts, self.executor.stats.retries
+        stats = self.executor.stats
+        report.worker_restarts, report.retries, report.record_timeouts = stats.restarts, stats.retries, stats.timeouts
         report.notes = list(self.source.notes)
+        report.error_groups = self.error_groups.top()
 
     def _abort(self, *, keep_dlq: bool = False) -> None:
         """Stop reading and working; remove the outputs' temporary files (or keep them
@@ -249,7 +254,7 @@ class Run:
             if halves is None:
                 line, raw, raw_text = kind.describe_single(chunk)
                 log.warning("record %d of %s killed its worker every time: to the DLQ (%s)", self.report.rows_read + 1, self.source.name, crash)
-                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash))))
+                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash)), chunk.get("origin")))
                 return
             log.info("splitting a chunk that crashed its worker (%s)", crash)
             pieces = [codec.encode(half)[0] for half in halves]
@@ -272,17 +277,21 @@ class Run:
         if errors:
             ts = _now()
             first = report.rows_read + 1
-            records = [dlq.to_record(e, run_id=self.run_id, source=self.source.name, first_record=first, ts=ts) for e in errors]
+            where: dict[str, Any] = {"run_id": self.run_id, "source": self.source.name, "first_record": first, "ts": ts,
+                     "origin": result.get("origin")}  # a replayed DLQ's: each record keeps its first source and number
+            if isinstance(self.errors, JSONLSink):  # the default: copy the bytes the workers encoded
+                self.errors.write(dlq.dlq_lines(errors, **where))
+            else:
+                self.errors.write_records([dlq.to_record(e, **where) for e in errors])  # type: ignore[misc]
             for e in errors:
                 report.invalid_by_stage[e["stage"]] = report.invalid_by_stage.get(e["stage"], 0) + 1
-            self.errors.write_records(records)  # type: ignore[arg-type]
+            self.error_groups.add(errors)
         report.rows_read += n
         report.rows_valid += valid
         report.rows_invalid += len(errors)
         report.rows_filtered += filtered
         if self.budget is not None:
-            self.reasons.update(map(budget.reason, errors))
-            self.budget.check(report.rows_read, report.rows_invalid, self.reasons, self.source.name, self.errors.name)
+            self.budget.check(report.rows_read, report.rows_invalid, self.error_groups.counts, self.source.name, self.errors.name)
 
     def _refused(self, refused: Sequence[tuple[int, str]], result: ChunkResult) -> list[ChunkError]:
         """DLQ entries (stage ``sink``) for the rows the sink refused."""
@@ -329,9 +338,10 @@ class Run:
         return self.report
 
 
-def _single(error: ChunkError) -> ChunkResult:
-    """The result of a one-record chunk whose only record is ``error``."""
-    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error]}
+def _single(error: ChunkError, origin: list[list[Any]] | None = None) -> ChunkResult:
+    """The result of a one-record chunk whose only record is ``error`` (``origin``: the
+    chunk's lineage, when it has one)."""
+    return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error], "origin": origin}
 
 
 def _now() -> str:

@@ -29,10 +29,10 @@ from pydantic_core import SchemaSerializer, SchemaValidator
 
 from . import codec, dlq
 from .dlq import ChunkError, ChunkResult, ErrorEntry, Stage, outcome_of
-from .errors import CodecError
 from .hooks import Hook, overrides
 from .kinds import kind_of
 from .nulls import NullPolicy
+from .watchdog import Beacon
 
 OUTPUT_FORMS = ("jsonl", "csv", "python")
 
@@ -44,6 +44,9 @@ class WorkerSpec:
     model: type[BaseModel]
     hooks: list[Hook] = field(default_factory=list)
     output_form: str = "jsonl"
+    #: Seconds a record's hooks and validation may take (None: no limit); the executor
+    #: enforces it from outside the worker (see :mod:`flowschema_core.watchdog`).
+    record_timeout: float | None = None
 
 
 class ChunkProcessor:
@@ -64,6 +67,9 @@ class ChunkProcessor:
         self.after = [h for h in spec.hooks if overrides(h, "after_validate")]
         self.dump = self._dumper()
         self.nulls = NullPolicy(spec.model)  # what an empty cell means, per field
+        #: Set by a worker whose executor enforces ``record_timeout``.
+        self.beacon: Beacon | None = None
+        self.stuck: dict[int, str] | None = None  # records of this chunk not to run, and why
 
     def _dumper(self) -> Any:
         """The function turning a valid model into one row of the sink's form."""
@@ -84,27 +90,29 @@ class ChunkProcessor:
 
     # -- entry point -----------------------------------------------------------------
     def process(self, blob: bytes) -> bytes:
+        beacon = self.beacon
+        if beacon is not None:
+            beacon.next_chunk()
         chunk = codec.decode(blob)
+        self.stuck = chunk.pop("stuck", None) if isinstance(chunk, dict) else None
         batch = Batch()
         kind_of(chunk).parse(chunk, self, batch)
-        result = batch.result(self.output_form, self.fields)
-        try:
-            return codec.encode(result)[0]
-        except CodecError:
-            # A DLQ entry's raw record holds a value msgpack cannot carry: keep its repr
-            # instead of failing the chunk (valid rows are already in the sink's form).
-            for entry in result["errors"]:
-                try:
-                    codec.pack(entry["raw"])
-                except CodecError:
-                    entry["raw"], entry["raw_text"] = None, repr(entry["raw"])[:65536]
-            return codec.encode(result)[0]
+        if beacon is not None:
+            beacon.between_records()
+        # DLQ entries are JSON bytes already (their raw values, whatever they are, made
+        # JSON by dlq.json_default), so only valid rows travel as values.
+        return codec.encode(batch.result(self.output_form, self.fields))[0]
 
     # -- one record ------------------------------------------------------------------
     def record(self, record: dict[str, Any], i: int, line: int | None, batch: Batch, raw: Any = None) -> None:
         """Hooks, validation and serialisation of one parsed record; the outcome goes in
         ``batch``. ``raw`` is the record as read, for the DLQ, when ``record`` is not."""
         raw = record if raw is None else raw
+        if self.beacon is not None:
+            self.beacon.on_record(i)
+            if self.stuck is not None and i in self.stuck:
+                batch.fail(i, line, "worker", [dlq.entry("record_timeout", self.stuck[i])], raw)
+                return
         for hook in self.before:
             try:
                 record = hook.before_validate(record)  # type: ignore[assignment]
@@ -165,6 +173,7 @@ class Batch:
         self.errors: list[ChunkError] = []
         self.filtered = 0
         self.seen = 0
+        self.origin: list[list[Any]] | None = None  # the chunk's lineage, handed back as is
 
     def fail(self, i: int, line: int | None, stage: Stage, errors: list[ErrorEntry], raw: Any = None, raw_text: str | None = None) -> None:
         self.errors.append(dlq.chunk_error(i, line, stage, errors, raw, raw_text))
@@ -182,7 +191,8 @@ class Batch:
             data = out.getvalue().encode("utf-8", "backslashreplace")
         else:
             data = valid
-        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "valid_i": self.valid_i, "errors": self.errors}
+        return {"n": self.seen, "valid": len(valid), "filtered": self.filtered, "data": data, "valid_i": self.valid_i,
+                "errors": self.errors, "origin": self.origin}
 
 
 def _csv_cell(value: Any) -> Any:

@@ -24,7 +24,12 @@ class ChunkActor:
         from flowschema_core.plugin import ChunkProcessor
 
         sys.path[:0] = [p for p in sys_path if p not in sys.path]
-        self._processor = ChunkProcessor(cloudpickle.loads(spec_blob))
+        spec = cloudpickle.loads(spec_blob)
+        self._processor = ChunkProcessor(spec)
+        if spec.record_timeout is not None:
+            from flowschema_core.watchdog import Beacon
+
+            self._processor.beacon = Beacon()  # the driver polls it through where()
 
     def ready(self) -> int:
         """Answered once the constructor has run; returns the actor's process id."""
@@ -32,3 +37,10 @@ class ChunkActor:
 
     def process(self, blob: bytes) -> bytes:
         return self._processor.process(blob)
+
+    def where(self) -> int:
+        """The beacon word: which record ``process`` is on (see flowschema_core.watchdog).
+        Called in a concurrency group of its own, so it answers while ``process`` runs —
+        unless the record holds the interpreter lock, which the driver also notices."""
+        beacon = self._processor.beacon
+        return beacon.word() if beacon is not None else 0

@@ -44,14 +44,17 @@ import queue
 import re
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from typing import Any
 
 from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerError, WorkerPoolError
 from flowschema_core.plugin import PooledExecutor, RemoteTraceback, Slot, Task, WorkerSpec, resolve
+from flowschema_core.watchdog import RecordClock, mark_stuck, timeout_reason
 
 __all__ = ["RayExecutor"]
 
+log = logging.getLogger("flowschema")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -73,6 +76,13 @@ class _Actor(Slot):
         self.handle = handle
         self.pid: int | None = None
         self.booted: concurrent.futures.Future[Any] | None = None  # its ready() call
+        # record_timeout: calls sent, the outstanding where() poll and when it was sent,
+        # how long it has been on one record, and whether the watchdog stopped it.
+        self.sent = 0
+        self.poll: concurrent.futures.Future[int] | None = None
+        self.polled_at = 0.0
+        self.clock = RecordClock()
+        self.stuck = False
 
 
 class RayExecutor(PooledExecutor):
@@ -101,6 +111,7 @@ class RayExecutor(PooledExecutor):
     # An actor that dies right after a call may take the call's reply with it: a death is
     # charged only to a chunk that was alone on its actor (see flowschema_core.executors.pool).
     exact_deaths = False
+    enforces_record_timeout = True
 
     def __init__(
         self,
@@ -137,6 +148,8 @@ class RayExecutor(PooledExecutor):
         self._spec_ref: Any = None
         self._sys_path: list[str] = []
         self._ray: Any = None
+        self._record_timeout: float | None = None
+        self._watchdog: threading.Thread | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, spec: WorkerSpec) -> None:
@@ -152,9 +165,12 @@ class RayExecutor(PooledExecutor):
         self._connect(ray)
         from .actor import ChunkActor
 
+        self._record_timeout = spec.record_timeout
+        # where() answers in a thread of its own while process() runs (record_timeout).
+        groups = {"concurrency_groups": {"watch": 1}} if self._record_timeout is not None else {}
         # The actors restart nothing themselves (max_restarts=0): the executor replaces
         # them, because only it knows which chunk to charge for the death.
-        self._actor_cls = ray.remote(ChunkActor).options(max_restarts=0, max_task_retries=0, **self.actor_options)
+        self._actor_cls = ray.remote(**groups)(ChunkActor).options(max_restarts=0, max_task_retries=0, **self.actor_options)
         self._spec_ref = ray.put(spec_blob)
         self._sys_path = _user_paths()
         self._pool = [self._new_actor() for _ in range(self.num_actors)]
@@ -162,6 +178,9 @@ class RayExecutor(PooledExecutor):
         self._wait_ready()
         self._handler = threading.Thread(target=self._handle_loop, name="flowschema-ray-handler", daemon=True)
         self._handler.start()
+        if self._record_timeout is not None:
+            self._watchdog = threading.Thread(target=self._watch_loop, args=(self._record_timeout,), name="flowschema-ray-watchdog", daemon=True)
+            self._watchdog.start()
         self._started = True
 
     def _connect(self, ray: Any) -> None:
@@ -228,6 +247,8 @@ class RayExecutor(PooledExecutor):
         self._events.put(None)
         if self._handler is not None and self._handler is not threading.current_thread():
             self._handler.join(timeout=10)
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(timeout=10)
         if self._connected_here and self._ray is not None:
             self._ray.shutdown()
             self._connected_here = False
@@ -242,6 +263,8 @@ class RayExecutor(PooledExecutor):
     def _send(self, actor: Slot, task: Task) -> None:
         assert isinstance(actor, _Actor)
         call = _Call(task, actor)
+        actor.sent += 1
+        task.ordinal = actor.sent
         actor.assigned.append(call)
         try:
             ray_future = actor.handle.process.remote(task.blob).future()
@@ -302,9 +325,54 @@ class RayExecutor(PooledExecutor):
         # (Its ready() call ran before any chunk, so its future is settled by now if it did.)
         booted = actor.booted
         started = actor.ready or (booted is not None and booted.done() and booted.exception() is None)
-        crashed, failure = self._worker_died(actor, how, None, started=started)
+        crashed, failure = self._worker_died(actor, how, None, started=started, stuck=actor.stuck)
         settled.extend((task.future, None, error) for task, error in crashed)
         return failure
+
+    # -- record_timeout ------------------------------------------------------------
+    def _watch_loop(self, timeout: float) -> None:
+        """Poll each busy actor's beacon; stop an actor whose record outlived ``timeout``.
+
+        A where() poll is answered by a thread of the actor, so it waits for the
+        interpreter lock: a record that holds it (a C extension spinning, a catastrophic
+        regex) leaves the poll unanswered. The record is then not known exactly, so the
+        actor is killed as if it had crashed: its chunk is retried and, if it hangs
+        again, split until the record is alone (one timeout per halving)."""
+        while not self._closing:
+            time.sleep(min(0.2, timeout / 4))
+            with self._lock:
+                for actor in list(self._pool):
+                    if not (actor.alive and actor.ready and actor.assigned) or actor.stuck:
+                        actor.poll = None
+                        continue
+                    self._watch(actor, timeout)
+
+    def _watch(self, actor: _Actor, timeout: float) -> None:
+        # Called with the lock held.
+        poll = actor.poll
+        if poll is None:
+            actor.poll, actor.polled_at = actor.handle.where.options(concurrency_group="watch").remote().future(), time.monotonic()
+            return
+        if not poll.done():
+            if time.monotonic() - actor.polled_at > timeout:
+                log.warning("a Ray actor has not answered for %g s (record_timeout): a record holds it; stopping it", timeout)
+                actor.poll = None
+                self._kill(actor)  # its calls fail as a death: charged, retried, split (see above)
+            return
+        actor.poll = None
+        if poll.exception() is not None:
+            return  # the actor is dying: its calls report that
+        stuck = actor.clock.stuck(poll.result(), timeout)
+        if stuck is None:
+            return
+        ordinal, index = stuck
+        call = next((c for c in actor.assigned if c.task.ordinal == ordinal and c.outcome is None), None)
+        if call is None:
+            return  # that chunk has been answered meanwhile
+        log.warning("a record ran longer than record_timeout=%g s (record %d of a chunk); stopping its Ray actor", timeout, index + 1)
+        call.task.blob = mark_stuck(call.task.blob, index, timeout_reason(timeout))
+        actor.stuck = True
+        self._kill(actor)
 
     def _on_ready(self, actor: _Actor, outcome: concurrent.futures.Future[Any]) -> None:
         # No lock: _spawn registers this callback with the lock held, and a callback on a

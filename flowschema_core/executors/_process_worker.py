@@ -5,7 +5,8 @@ It is started as a fresh interpreter, not by ``multiprocessing``'s spawn, so the
 "__main__":`` guard works) and a model defined in that script arrives by value through
 cloudpickle.
 
-Protocol on two pipes (``multiprocessing.connection`` framing): the driver sends a
+With ``record_timeout`` a third file descriptor is the worker's beacon page (see
+:mod:`flowschema_core.watchdog`). Protocol on two pipes (``multiprocessing.connection`` framing): the driver sends a
 msgpack boot message (``sys.path``) and the cloudpickled ``WorkerSpec``; the worker
 answers ``K`` (ready) or ``F<message>`` (cannot start). Then, per chunk blob, it answers
 ``R<result blob>``, ``E<msgpack error>`` or ``C<message>`` (the chunk ran the worker
@@ -27,6 +28,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
+    beacon_fd = int(argv[3]) if len(argv) > 3 else None
     try:
         import cloudpickle
 
@@ -37,6 +39,10 @@ def main(argv: list[str]) -> int:
         sys.path[:0] = [p for p in boot["sys_path"] if p not in sys.path]
         spec = cloudpickle.loads(inbox.recv_bytes())
         processor = ChunkProcessor(spec)
+        if beacon_fd is not None:
+            from flowschema_core.watchdog import Beacon
+
+            processor.beacon = Beacon(beacon_fd)  # the driver watches it (record_timeout)
         if boot.get("memory_limit"):
             import resource
 

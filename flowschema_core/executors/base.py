@@ -28,6 +28,7 @@ class ExecutorStats:
     workers: int = 0
     restarts: int = 0
     retries: int = 0
+    timeouts: int = 0  # workers stopped and replaced because a record outlived record_timeout
 
 
 class RemoteTraceback(Exception):
@@ -46,6 +47,8 @@ class Executor(abc.ABC):
 
     #: How many chunks may usefully be in flight at once (the ledger still caps bytes).
     parallelism: int = 1
+    #: Whether it enforces ``WorkerSpec.record_timeout`` (stops a worker stuck on a record).
+    enforces_record_timeout: bool = False
 
     def __init__(self) -> None:
         self.stats = ExecutorStats()

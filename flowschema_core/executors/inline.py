@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WorkerCrashedError
 from ..worker import ChunkProcessor, WorkerSpec
 from .base import Executor
 
@@ -28,6 +28,10 @@ class InlineExecutor(Executor):
         future: Future[bytes] = Future()
         try:
             future.set_result(self._processor.process(blob))
+        except MemoryError:
+            # As in a worker process: the chunk is split until the record responsible is
+            # alone, and that record goes to the DLQ (stage "worker") instead of ending the run.
+            future.set_exception(WorkerCrashedError("the chunk ran out of memory (MemoryError)"))
         except Exception as exc:  # noqa: BLE001 - the future carries it to the driver
             future.set_exception(exc)
         return future

@@ -40,11 +40,16 @@ class Task:
     """One submitted chunk: its blob, the caller's future, the deaths it caused, and
     whether it must run alone (it was on a worker that died, and may be the reason)."""
 
-    __slots__ = ("alone", "attempts", "blob", "future")
+    __slots__ = ("alone", "attempts", "blob", "future", "ordinal")
 
     def __init__(self, blob: bytes, future: Future[bytes]) -> None:
         self.blob, self.future, self.attempts = blob, future, 0
         self.alone = False
+        self.ordinal = 0  # which chunk it is for the worker that holds it (1 = the first it got)
+
+
+#: What a death costs: the tasks to fail now, and the error that fails the pool (if any).
+DeathOutcome = tuple[list[tuple[Task, BaseException]], BaseException | None]
 
 
 class Slot:
@@ -106,16 +111,23 @@ class TaskPool:
             slot.alone = task.alone
             send(slot, task)
 
-    def on_death(self, tasks: list[Task], how: str, exit_code: int | None, *, started: bool) -> tuple[list[tuple[Task, BaseException]], BaseException | None]:
+    def on_death(self, tasks: list[Task], how: str, exit_code: int | None, *, started: bool, stuck: bool = False) -> DeathOutcome:
         """Account for a dead worker that held ``tasks`` (oldest first).
 
         Returns the tasks to fail now (their chunk killed a worker ``max_attempts``
         times) and, if the restart budget is spent, the error that fails the whole pool.
         Otherwise the caller starts a replacement (counted here). A worker that died
-        before it started is not blamed for the chunks it was given.
+        before it started is not blamed for the chunks it was given. A worker stopped
+        because one record outlived ``record_timeout`` (``stuck``) blames nobody either:
+        that record is already marked in its chunk, and the replacement is counted apart
+        (as a timeout, not against ``max_restarts``: the records bound how many there are).
         """
         crashed: list[tuple[Task, BaseException]] = []
         requeue = list(tasks)
+        if stuck:
+            self.pending.extendleft(reversed(requeue))
+            self.stats.timeouts += 1
+            return crashed, None
         if started and len(tasks) > 1 and not self.exact_deaths:
             # Which of them killed it is not known: retry each alone, blame none yet.
             log.info("a %s %s holding %d chunks; retrying each of them alone", self.noun, how, len(tasks))

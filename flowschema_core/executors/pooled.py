@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 from ..errors import ConfigError, WorkerPoolError
 from .base import Executor
-from .pool import Slot, Task, TaskPool, resolve
+from .pool import DeathOutcome, Slot, Task, TaskPool, resolve
 
 
 class PooledExecutor(Executor):
@@ -91,7 +91,7 @@ class PooledExecutor(Executor):
         self._tasks.dispatch(self._pool, self._send)
 
     # -- deaths and failure ----------------------------------------------------------
-    def _worker_died(self, slot: Any, how: str, exit_code: int | None, *, started: bool) -> tuple[list[tuple[Task, BaseException]], BaseException | None]:
+    def _worker_died(self, slot: Any, how: str, exit_code: int | None, *, started: bool, stuck: bool = False) -> DeathOutcome:
         """Account for a dead worker and start its replacement; called with the lock held.
 
         Returns the tasks to fail (outside the lock) and the error that fails the whole
@@ -101,7 +101,7 @@ class PooledExecutor(Executor):
             self._pool.remove(slot)
         tasks = self._held(slot)
         slot.assigned.clear()
-        crashed, failure = self._tasks.on_death(tasks, how, exit_code, started=started)
+        crashed, failure = self._tasks.on_death(tasks, how, exit_code, started=started, stuck=stuck)
         if failure is None:
             try:
                 self._pool.append(self._spawn())

@@ -27,6 +27,7 @@ like multiprocessing's *spawn*, but the user's ``__main__`` is never re-run in t
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import subprocess
@@ -38,23 +39,30 @@ from typing import Any
 from .. import codec
 from ..errors import ConfigError, WorkerCrashedError, WorkerError, WorkerPoolError, describe_exit
 from ..units import parse_size
+from ..watchdog import Watch, mark_stuck, timeout_reason
 from ..worker import WorkerSpec
 from .base import RemoteTraceback
 from .pool import Slot, Task, resolve
 from .pooled import PooledExecutor
 
+log = logging.getLogger("flowschema")
+
 
 class _Worker(Slot):
     """One worker process, its two pipes, and the chunks assigned to it (in order)."""
 
-    def __init__(self, spec_message: bytes, memory_limit: int | None) -> None:
+    def __init__(self, spec_message: bytes, memory_limit: int | None, watched: bool) -> None:
         super().__init__()
         child_in, parent_out = os.pipe()
         parent_in, child_out = os.pipe()
+        self.watch = Watch() if watched else None  # which record it is on (record_timeout)
+        self.stuck = False  # stopped by the watchdog: its current record outlived record_timeout
+        self.sent = 0
+        fds = (child_in, child_out) if self.watch is None else (child_in, child_out, self.watch.fd)
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "flowschema_core.executors._process_worker", str(child_in), str(child_out)],
-                pass_fds=(child_in, child_out),
+                [sys.executable, "-m", "flowschema_core.executors._process_worker", *map(str, fds)],
+                pass_fds=fds,
                 close_fds=True,
             )
         finally:
@@ -74,6 +82,8 @@ class _Worker(Slot):
         return self.process.pid
 
     def send(self, task: Task) -> None:
+        self.sent += 1
+        task.ordinal = self.sent
         self.assigned.append(task)
         self._sends.put(task.blob)
 
@@ -101,6 +111,7 @@ class MultiprocessingExecutor(PooledExecutor):
     """Process chunks in ``workers`` separate processes (default: one per CPU)."""
 
     noun, nouns = "worker process", "worker processes"
+    enforces_record_timeout = True
 
     def __init__(
         self,
@@ -117,6 +128,7 @@ class MultiprocessingExecutor(PooledExecutor):
         self.start_timeout = start_timeout
         self._spec_message = b""
         self._collector: threading.Thread | None = None
+        self._record_timeout: float | None = None
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, spec: WorkerSpec) -> None:
@@ -127,6 +139,7 @@ class MultiprocessingExecutor(PooledExecutor):
             self._spec_message = cloudpickle.dumps(spec)
         except Exception as exc:
             raise ConfigError(f"the model or a hook cannot be sent to worker processes: {exc}") from exc
+        self._record_timeout = spec.record_timeout
         self._pool = [self._spawn() for _ in range(self.workers)]
         self.stats.workers = self.workers
         self._wait_ready()
@@ -135,7 +148,7 @@ class MultiprocessingExecutor(PooledExecutor):
         self._started = True
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._spec_message, self.worker_memory_limit)
+        return _Worker(self._spec_message, self.worker_memory_limit, watched=self._record_timeout is not None)
 
     def _send(self, slot: Any, task: Task) -> None:
         slot.send(task)
@@ -181,6 +194,8 @@ class MultiprocessingExecutor(PooledExecutor):
                 worker.process.kill()
                 worker.process.wait()
             worker.inbox.close()
+            if worker.watch is not None:
+                worker.watch.close()
 
     # -- collecting ------------------------------------------------------------------
     def _collect_loop(self) -> None:
@@ -203,6 +218,28 @@ class MultiprocessingExecutor(PooledExecutor):
                     self._on_death(worker)
                     continue
                 self._on_message(worker, message)
+            if self._record_timeout is not None:
+                self._stop_stuck_workers(self._record_timeout)
+
+    def _stop_stuck_workers(self, timeout: float) -> None:
+        """Kill each worker whose current record outlived ``timeout``, after marking that
+        record in its chunk; its death (seen as EOF) then puts the chunk back, blaming no one."""
+        with self._lock:
+            for worker in self._pool:
+                if worker.stuck or not (worker.alive and worker.ready and worker.assigned) or worker.watch is None:
+                    continue
+                stuck = worker.watch.stuck(timeout)
+                if stuck is None:
+                    continue
+                ordinal, index = stuck
+                task = next((t for t in worker.assigned if t.ordinal == ordinal), None)
+                if task is None:
+                    continue  # that chunk's answer is already in the pipe: it was not stuck after all
+                log.warning("a record ran longer than record_timeout=%g s (record %d of a chunk); stopping its worker process %d",
+                            timeout, index + 1, worker.pid)
+                task.blob = mark_stuck(task.blob, index, timeout_reason(timeout))
+                worker.stuck = True
+                worker.process.kill()
 
     def _on_message(self, worker: _Worker, message: bytes) -> None:
         tag = message[:1]
@@ -233,9 +270,11 @@ class MultiprocessingExecutor(PooledExecutor):
         with self._lock:
             worker.kill()
             worker.inbox.close()
+            if worker.watch is not None:
+                worker.watch.close()
             if self._closing:
                 return
-            crashed, failure = self._worker_died(worker, describe_exit(exit_code), exit_code, started=worker.ready)
+            crashed, failure = self._worker_died(worker, describe_exit(exit_code), exit_code, started=worker.ready, stuck=worker.stuck)
         for task, error in crashed:
             resolve(task.future, error=error)
         if failure is not None:

@@ -64,7 +64,8 @@ class CSVKind(ByteBlockKind):
         # Without hooks, validation is inlined here: this loop is the hot path of the
         # whole engine, so it avoids a Python call per record beyond the validator's.
         # Exceptions go to outcome_of, the one place that decides what they mean.
-        fast = not processor.before and not processor.after
+        fast = not processor.before and not processor.after and processor.stuck is None
+        on_record = processor.beacon.on_record if processor.beacon is not None else None  # record_timeout
         validate = processor.validate
         valid_append: Any = batch.valid.append
         valid_i_append = batch.valid_i.append
@@ -108,6 +109,8 @@ class CSVKind(ByteBlockKind):
                         else:
                             record, changed = plan.record(row)
                         if fast:
+                            if on_record is not None:
+                                on_record(i)
                             try:
                                 obj = validate(record)
                             except BaseException as exc:  # noqa: BLE001 - outcome_of re-raises what is not the record's

@@ -3,7 +3,9 @@
 ``fields`` (or None) + ``rows`` as value lists (dicts when ``fields`` is None);
 ``lines`` gives each record's line when the format has lines; ``bad`` lists the records
 the source could not parse, ``[index, reason, raw_text]``, with ``rows[index]`` None so
-that numbering stays contiguous.
+that numbering stays contiguous. ``origin`` (optional) gives each record's ``[source,
+record, line]`` when it was numbered elsewhere (a replayed DLQ): it comes back in the chunk's
+result, and the driver writes DLQ records with it.
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ if TYPE_CHECKING:
 
 
 def chunk(rows: list[Any], fields: list[str] | None = None, lines: list[int] | None = None, bad: list[list[Any]] | None = None,
-          nulls: dict[str, Any] | None = None) -> Chunk:
+          nulls: dict[str, Any] | None = None, origin: list[list[Any]] | None = None) -> Chunk:
     """``nulls`` (``{"mode": ..., "tokens": [...]}``) when the source's empty cells follow the
-    null policy (:mod:`flowschema_core.nulls`): Excel's do, JSON's and SQL's nulls are data."""
+    null policy (:mod:`flowschema_core.nulls`): Excel's do, JSON's and SQL's nulls are data.
+    With ``fields`` None, rows are dicts and each is read under the plan for its own keys."""
     made: Chunk = {"kind": RowsKind.name, "fields": fields, "rows": rows, "lines": lines, "bad": bad or []}
     if nulls:
         made["nulls"] = nulls
+    if origin is not None:
+        made["origin"] = origin
     return made
 
 
@@ -32,14 +37,20 @@ class RowsKind(ChunkKind):
     def parse(self, chunk: Chunk, processor: ChunkProcessor, batch: Batch) -> None:
         fields, lines = chunk["fields"], chunk["lines"]
         bad = {b[0]: b for b in chunk["bad"]}
-        nulls = chunk.get("nulls") if fields is not None else None
-        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls else None
+        nulls = chunk.get("nulls")
+        plan = processor.nulls.plan(fields, nulls["mode"], nulls["tokens"]) if nulls and fields is not None else None
         batch.seen = len(chunk["rows"])
+        batch.origin = chunk.get("origin")
         for i, row in enumerate(chunk["rows"]):
             line = lines[i] if lines else None
             if row is None:
                 _, reason, raw_text = bad[i]
                 batch.parse_error(i, line, reason, raw_text)
+            elif fields is None and nulls:
+                # Dicts under the null policy (a replayed DLQ's CSV records, whose columns
+                # may differ from one record to the next): a plan per header, cached.
+                record, changed = processor.nulls.plan(list(row), nulls["mode"], nulls["tokens"]).record(list(row.values()))
+                processor.record(record, i, line, batch, row if changed else None)
             elif fields is None:
                 processor.record(row, i, line, batch)
             elif plan is not None:
@@ -56,10 +67,10 @@ class RowsKind(ChunkKind):
         lines = chunk_["lines"]
         left_bad = [b for b in chunk_["bad"] if b[0] < mid]
         right_bad = [[b[0] - mid, *b[1:]] for b in chunk_["bad"] if b[0] >= mid]
-        nulls = chunk_.get("nulls")
+        nulls, origin = chunk_.get("nulls"), chunk_.get("origin")
         return (
-            chunk(rows[:mid], chunk_["fields"], lines and lines[:mid], left_bad, nulls),
-            chunk(rows[mid:], chunk_["fields"], lines and lines[mid:], right_bad, nulls),
+            chunk(rows[:mid], chunk_["fields"], lines and lines[:mid], left_bad, nulls, origin and origin[:mid]),
+            chunk(rows[mid:], chunk_["fields"], lines and lines[mid:], right_bad, nulls, origin and origin[mid:]),
         )
 
     def describe_single(self, chunk: Chunk) -> tuple[int | None, Any, str | None]:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..dlq import json_default
+from ..dlq import dumps
 from .base import FileSink
 
 
 def dumps_line(record: dict[str, Any]) -> bytes:
-    """One JSON line. Readable UTF-8 when possible; ``\\uXXXX`` escapes when the record
-    holds lone surrogates, which UTF-8 cannot carry (so odd Unicode never fails a sink)."""
-    try:
-        return (json.dumps(record, ensure_ascii=False, default=json_default) + "\n").encode("utf-8")
-    except UnicodeEncodeError:
-        return (json.dumps(record, ensure_ascii=True, default=json_default) + "\n").encode("ascii")
+    """One JSON line (see :func:`flowschema_core.dlq.dumps`)."""
+    return dumps(record) + b"\n"
 
 
 class JSONLSink(FileSink):

@@ -2,6 +2,7 @@
 
 from .base import ParseFailure, RecordSource, Source
 from .csv import CSVSource
+from .dlq import DLQSource
 from .excel import ExcelSource
 from .http import Cursor, HTTPSource, NextLink, Offset, PageNumber
 from .json import JSONSource
@@ -10,6 +11,6 @@ from .parquet import ParquetSource
 from .sql import SQLSource
 
 __all__ = [
-    "CSVSource", "Cursor", "ExcelSource", "HTTPSource", "JSONLSource", "JSONSource", "NextLink", "Offset", "PageNumber",
+    "CSVSource", "Cursor", "DLQSource", "ExcelSource", "HTTPSource", "JSONLSource", "JSONSource", "NextLink", "Offset", "PageNumber",
     "ParquetSource", "ParseFailure", "RecordSource", "SQLSource", "Source",
 ]

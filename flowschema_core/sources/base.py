@@ -10,12 +10,19 @@ Parquet, SQL, Excel, HTTP) subclass :class:`RecordSource` and yield records.
 A record the source cannot parse is not dropped: it travels in its chunk as a *parse
 failure* so it reaches the DLQ with its number and raw text. A file that cannot be read
 at all raises :class:`~flowschema_core.errors.SourceError`.
+
+How far a source has read is its :attr:`Source.read_progress` (a :class:`ReadProgress`:
+bytes read of the input and the input's size), which the progress line turns into a
+fraction done and an ETA. A source that reads a file through :func:`open_input` gets it
+by passing one; other sources leave it None (no ETA).
 """
 
 from __future__ import annotations
 
 import abc
+import io
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +41,23 @@ class ParseFailure:
     raw_text: str | None = None
 
 
+class ReadProgress:
+    """How far a source has read its input: ``done`` bytes of ``total`` (None when the
+    size is unknown: a pipe, a socket, a query). Written by the reader thread, read by the
+    progress sampler; both are plain ints, so no lock is needed to read a whole value."""
+
+    __slots__ = ("done", "total")
+
+    def __init__(self, total: int | None = None) -> None:
+        self.done = 0
+        self.total = total
+
+    @property
+    def fraction(self) -> float | None:
+        """``done / total`` in [0, 1], or None when the size is unknown (or zero)."""
+        return min(1.0, self.done / self.total) if self.total else None
+
+
 class Source(abc.ABC):
     """Base class of every source."""
 
@@ -42,6 +66,10 @@ class Source(abc.ABC):
     #: What reading noticed and handled (an encoding detected, blank header cells named):
     #: copied into the run report. Sources that note things set their own list.
     notes: Sequence[str] = ()
+    #: How far reading has got, for the progress line's ETA; None when the source cannot
+    #: tell. A source sets it when it opens its input (see :func:`open_input`); it must be
+    #: cheap to read from another thread (no per-record work: update it per block read).
+    read_progress: ReadProgress | None = None
 
     @abc.abstractmethod
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
@@ -112,15 +140,19 @@ def oversized_record(line: int | None, size: int, head: bytes, limit: int, encod
     return codec.encode(rows_kind.chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
 
 
-def open_input(path: str | os.PathLike[str], what: str) -> Any:
-    """Open a local file for binary reading, or raise a SourceError that names it."""
+def open_input(path: str | os.PathLike[str], what: str, progress: ReadProgress | None = None) -> Any:
+    """Open a local file for binary reading, or raise a SourceError that names it.
+
+    With ``progress``, its ``total`` becomes the file's size (when it is a regular file)
+    and ``done`` follows the bytes read from the file, counted once per block read from
+    the disk (compressed bytes for a compressed file, so the fraction stays right)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise SourceError(f"{what} not found: {path}")
     if os.path.isdir(path):
         raise SourceError(f"{what} is a directory, not a file: {path}")
     try:
-        raw = open(path, "rb")
+        raw = open(path, "rb") if progress is None else _counted(path, progress)
     except OSError as exc:
         raise SourceError(f"cannot open {what} {path}: {exc.strerror}") from exc
     # A compressed file (by its magic bytes) is read as its decompressed stream. peek()
@@ -131,3 +163,56 @@ def open_input(path: str | os.PathLike[str], what: str) -> Any:
     except BaseException:
         raw.close()
         raise
+
+
+class _CountingFile(io.RawIOBase):
+    """A raw file that keeps a :class:`ReadProgress` at its position (one update per
+    block the buffered reader above it asks for, never per record)."""
+
+    def __init__(self, raw: io.FileIO, progress: ReadProgress) -> None:
+        super().__init__()
+        self._raw, self._progress = raw, progress
+
+    @property
+    def name(self) -> Any:
+        return self._raw.name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readinto(self, buffer: Any) -> int | None:
+        n = self._raw.readinto(buffer)
+        if n:
+            self._progress.done += n
+        return n
+
+    def readall(self) -> bytes:
+        data = self._raw.readall()
+        self._progress.done += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        position = self._raw.seek(offset, whence)
+        self._progress.done = position
+        return position
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def _counted(path: str, progress: ReadProgress) -> io.BufferedReader:
+    raw = io.FileIO(path, "rb")
+    info = os.fstat(raw.fileno())
+    progress.done = 0
+    progress.total = info.st_size if stat.S_ISREG(info.st_mode) else None
+    return io.BufferedReader(_CountingFile(raw, progress), buffer_size=max(io.DEFAULT_BUFFER_SIZE, getattr(info, "st_blksize", 0) or 0))

@@ -21,7 +21,7 @@ from ..errors import ConfigError, SourceError
 from ..kinds import csv as csv_kind
 from ..nulls import EmptyCells, empty_cells_mode, null_tokens
 from ..units import parse_size
-from .base import Source, open_input, oversized_record
+from .base import ReadProgress, Source, open_input, oversized_record
 
 _READ_SIZE = 1 << 20
 log = logging.getLogger("flowschema")
@@ -98,7 +98,8 @@ class CSVSource(Source):
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         quote = self.quotechar.encode(self.encoding) if self.quotechar else None
         self.notes = []  # this run's
-        with open_input(self.path, "CSV file") as f:
+        self.read_progress = ReadProgress()
+        with open_input(self.path, "CSV file", self.read_progress) as f:
             buf = f.read(_READ_SIZE)
             self._sample = buf  # the first MiB: what an encoding is guessed from
             if self.requested_encoding == "auto":
@@ -112,13 +113,20 @@ class CSVSource(Source):
                 cut = buf.find(b"\n") + 1 or len(buf)
                 buf, lines_before = buf[cut:], lines_before + 1
             if self.header is True:
-                buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
-                cut = blocks.first_boundary(buf, quote)
-                head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
-                lines_before += head.count(b"\n")
-                self.fields = self._parse_header(head)
+                blank_lines = 0
+                while True:  # blank lines above the header (hand-made files have them) are skipped
+                    buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
+                    cut = blocks.first_boundary(buf, quote)
+                    head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
+                    lines_before += head.count(b"\n")
+                    self.fields = self._parse_header(head)
+                    if self.fields or not buf:
+                        break
+                    blank_lines += head.count(b"\n")
                 if not self.fields:
                     return  # an empty file holds no records
+                if blank_lines:
+                    self.notes.append(f"{self.path}: skipped {blank_lines} blank line(s) above the header")
             self._warn_if_wrong_encoding()
             eof = False
             while not eof or buf:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import SourceError
-from .base import ParseFailure, RecordSource, open_input
+from .base import ParseFailure, ReadProgress, RecordSource, open_input
 
 #: Deepest nesting accepted (the top-level array counts as 1). ijson builds a prefix
 #: string per level, so a document of 100 000 ``[`` would cost gigabytes and minutes
@@ -95,7 +95,8 @@ class JSONSource(RecordSource):
     def records(self) -> Iterator[tuple[int | None, Any]]:
         import ijson
 
-        with open_input(self.path, "JSON file") as f:
+        self.read_progress = ReadProgress()
+        with open_input(self.path, "JSON file", self.read_progress) as f:
             start = f.read(4096)
             offset = len(codecs.BOM_UTF8) if start.startswith(codecs.BOM_UTF8) else 0
             stripped = start[offset:].lstrip()

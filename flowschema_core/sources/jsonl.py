@@ -15,7 +15,7 @@ from typing import Any
 from .. import blocks, codec
 from ..kinds import jsonl as jsonl_kind
 from ..units import parse_size
-from .base import Source, open_input, oversized_record
+from .base import ReadProgress, Source, open_input, oversized_record
 
 _READ_SIZE = 1 << 20
 
@@ -32,7 +32,8 @@ class JSONLSource(Source):
         return {"kind": "jsonl", "name": self.path}
 
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
-        with open_input(self.path, "JSON Lines file") as f:
+        self.read_progress = ReadProgress()
+        with open_input(self.path, "JSON Lines file", self.read_progress) as f:
             buf = f.read(_READ_SIZE)
             if buf.startswith(codecs.BOM_UTF8):
                 buf = buf[len(codecs.BOM_UTF8):]

@@ -39,3 +39,17 @@ def test_reader_refuses_giant_records_without_holding_them(tmp_path):
         assert dlq["record"] == 2 and dlq["line"] == line
         assert "larger than max_record_bytes=1,048,576" in dlq["errors"][0]["msg"]
         assert len(dlq["raw_text"]) < 2000
+
+
+def test_inline_a_record_that_cannot_get_its_memory_goes_to_the_dlq(tmp_path):
+    # A petabyte allocation fails at once with a real MemoryError in the driver's own
+    # process; it once escaped Pipeline.run bare. Now it is isolated like a worker crash.
+    src = tmp_path / "items.csv"
+    rows = [f"{i},{'hog' if i == 77 else f'item {i}'},{i}.5," for i in range(1, 201)]
+    src.write_text("id,name,price,note\n" + "\n".join(rows) + "\n")
+    report = fs.Pipeline(fs.CSVSource(src), Item, fs.JSONLSink(tmp_path / "o.jsonl"), fs.JSONLSink(tmp_path / "e.jsonl"),
+                         executor="inline", chunk_bytes="1KiB", hooks=[Hog(1 << 20)]).run()
+    assert report.rows_read == 200 and report.rows_valid == 199
+    [dlq] = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert (dlq["stage"], dlq["record"]) == ("worker", 77)
+    assert "MemoryError" in dlq["errors"][0]["msg"]

@@ -101,6 +101,18 @@ def test_blank_header_cells_are_named_by_position_and_said(tmp_path):
     assert any("column_2, column_4" in note for note in report.notes)
 
 
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_blank_lines_above_the_header_are_skipped_and_said(tmp_path, executor):
+    # Once read as "a file without records": every record silently dropped.
+    src = tmp_path / "blank-top.csv"
+    src.write_bytes(b"\n\r\n\nid,name,price\n1,a,2\nx,b,3\n3,c,4\n")
+    report, out, dlq = run_to_jsonl(tmp_path, "b", fs.CSVSource(src), Item, executor)
+    assert report.rows_read == 3 and report.rows_valid == 2
+    assert out.count(b"\n") == 2 and b'"id":3' in out
+    assert [(r["record"], r["line"]) for r in dlq] == [(2, 6)]  # line numbers still the file's
+    assert any("skipped 3 blank line(s) above the header" in note for note in report.notes)
+
+
 def test_a_wrong_delimiter_is_said_once_at_the_start_with_the_fix(tmp_path, caplog):
     src = tmp_path / "semi.csv"
     src.write_text("id;name;price;note\n" + "".join(f"{i};n;1.5;\n" for i in range(1, 200)))

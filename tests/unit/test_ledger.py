@@ -220,3 +220,22 @@ def test_threads_never_overcommit_nor_deadlock(limit, plans, seed):
     assert ledger.peak <= max(limit, largest)
     assert ledger.outstanding == 0
     assert ledger.in_flight == 0
+
+
+def test_blocked_so_far_counts_the_wait_going_on():
+    ledger = ByteLedger(100)
+    assert ledger.acquire(80)
+    waiter = threading.Thread(target=ledger.acquire, args=(50,), daemon=True)
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while ledger.waits == 0 and time.monotonic() < deadline:  # the waiter is blocked
+        time.sleep(0.01)
+    first = ledger.blocked_so_far
+    while ledger.blocked_so_far <= first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert ledger.blocked_so_far > first > 0.0  # it grows while the wait goes on...
+    assert ledger.blocked_s == 0.0  # ...while blocked_s only counts finished waits
+    ledger.release(80)
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert ledger.blocked_so_far == ledger.blocked_s > 0.0

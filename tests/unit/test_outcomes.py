@@ -34,7 +34,7 @@ class Row(BaseModel):
 
 
 def _errors(blob: bytes, hooks=()) -> list[dict]:
-    return codec.decode(ChunkProcessor(WorkerSpec(Row, list(hooks))).process(blob))["errors"]
+    return [dlq.opened(e) for e in codec.decode(ChunkProcessor(WorkerSpec(Row, list(hooks))).process(blob))["errors"]]
 
 
 def _csv(*names: str) -> bytes:
