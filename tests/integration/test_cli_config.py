@@ -137,7 +137,7 @@ def test_source_model_and_sink_are_required_from_one_or_the_other(project):
         ("[errors]\npath = 'x.jsonl'", "errors must be a string, not table"),
         ("[source]\ndelimiter = ';'", "the [source] table needs path = \"...\""),
         ('[source]\npath = "data/items.csv"\ndelimeter = ";"', "unknown source option 'delimeter' for CSVSource (did you mean 'delimiter'?)"),
-        ('[source]\npath = "data/items.csv"\ndelimiter = 5', "a source or sink option has the wrong type"),
+        ('[source]\npath = "data/items.csv"\ndelimiter = 5', "a source option has the wrong type"),
         ('model = "job_models:Item', "pipeline.toml is not valid TOML"),
     ],
 )
