@@ -287,9 +287,9 @@ class SQLSink(RowSink):
             from sqlalchemy.dialects.mysql import insert as mysql_insert
 
             mysql_stmt = mysql_insert(table)
-            updates = {c.name: mysql_stmt.inserted[c.key] for c in table.columns if c.name not in self.upsert_key}
+            updates = {c.key: mysql_stmt.inserted[c.key] for c in table.columns if c.name not in self.upsert_key}
             key_col = next(c for c in table.columns if c.name in self.upsert_key)
-            return mysql_stmt.on_duplicate_key_update(updates or {key_col.name: mysql_stmt.inserted[key_col.key]})
+            return mysql_stmt.on_duplicate_key_update(updates or {key_col.key: mysql_stmt.inserted[key_col.key]})
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as dialect_insert
         else:

@@ -206,6 +206,18 @@ def test_mariadb_as_a_sink_sends_refused_rows_to_the_dlq(mariadb_db_url: str, tm
     assert "CONSTRAINT `customers.balance` failed" in dlq[0]["errors"][0]["msg"] and "Duplicate entry" in dlq[1]["errors"][0]["msg"]
     with admin.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM customers").one() == (997, 997)
+
+    # A re-run with upsert_key: ON DUPLICATE KEY UPDATE, nothing doubled, changes applied.
+    rows[4]["name"] = "renamed"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    report, dlq = run_with_dlq(fs.JSONLSource(src), Customer, fs.SQLSink(mariadb_db_url, "customers", upsert_key="id", batch_rows=64), tmp_path)
+    # MySQL's ON DUPLICATE KEY UPDATE fires on any unique key: row 200's copied e-mail now
+    # updates row 7 instead of being refused (docs/sql.md says so).
+    assert report.rows_valid == 998 and [(d["record"], d["stage"]) for d in dlq] == [(100, "sink"), (300, "validate")]
+    with admin.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*), count(DISTINCT id) FROM customers").one() == (997, 997)
+        assert conn.exec_driver_sql("SELECT name FROM customers WHERE id = 5").scalar() == "renamed"
+        assert conn.exec_driver_sql("SELECT name FROM customers WHERE id = 7").scalar() == "n200"
     admin.dispose()
 
 
