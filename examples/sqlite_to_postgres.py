@@ -17,7 +17,9 @@
    for, the first attempt is stopped part-way as if someone pressed Ctrl-C (the sink
    below sends this process SIGINT after its 3rd chunk); the run stops cleanly and says
    ``interrupted``. The second attempt — the same pipeline — resumes after the last
-   checkpointed record; rows written twice are upserts, so none is doubled. A third
+   chunk the target committed (the SQL sink commits the checkpoint position with each
+   chunk's rows), so no row is written twice; the upsert key would also make a plain
+   re-run without a checkpoint safe. A third
    attempt finds the checkpoint finished and does nothing.
 
 The target comes from the environment variable ``FLOWSCHEMA_EXAMPLE_PG_URL``; when it is
@@ -140,7 +142,7 @@ def main() -> int:
     first = migrate(target, stop_after=3)
     print(f"attempt 1: interrupted={first.interrupted} ({first.stop_signal}); checkpoint at record {first.rows_read:,} "
           f"in {os.path.relpath(CHECKPOINT)}; {rows_in_target():,} rows already in the target")
-    print("  (rows written after the last checkpoint are written again by the resume: upserts, not duplicates)")
+    print("  (the target commits the checkpoint position with each chunk: the resume starts right after its last chunk)")
 
     second = migrate(target, stop_after=None)
     print(f"attempt 2: resumed from record {second.resumed_from_record:,}; interrupted={second.interrupted}")

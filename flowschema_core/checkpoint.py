@@ -8,11 +8,21 @@ a complete description of progress. At each checkpoint the driver
    the directory) with K, the counts so far, and those sink states.
 
 A resumed run skips the first K chunks of the source (chunking is deterministic for the
-same input and config, which the fingerprint pins down), reopens every sink at its
+same input and config, which the fingerprint pins down) -- or, for a source that can
+seek (an SQL source with a key), starts reading after the position saved with K
+(``source_position``: the last key) -- reopens every sink at its
 recorded state (a file sink truncates away what was written after the checkpoint) and
 carries on. Finishing is two-phase: the state says ``finalizing`` before the sinks
 rename their files into place and ``done`` after, so a crash in between completes on
 the next run instead of losing or doubling output.
+
+A sink that commits as it writes (SQL) cannot be truncated back to K. Such a sink
+(``commits_chunks``) gets the same state after *every* chunk and commits it in the
+chunk's own transaction (a row of its ``flowschema_checkpoint`` table), after the DLQ
+records of that chunk were made durable. So the database always holds exactly the rows
+of the chunks its state row counts; a resume takes that state when it is ahead of
+``state.json`` (:func:`newest_state`) and goes on from there: exactly once, no upsert
+key needed.
 """
 
 from __future__ import annotations
@@ -96,10 +106,28 @@ def load_state(store: CheckpointStore, current: dict[str, Any]) -> dict[str, Any
     return state
 
 
+def make_state(fingerprint: dict[str, Any], *, phase: str, run_id: str, chunks_done: int, sinks: list[Any], report: dict[str, Any],
+               source_position: Any = None) -> dict[str, Any]:
+    """A run's position: ``phase`` is running, finalizing or done."""
+    return {"phase": phase, "run_id": run_id, "fingerprint": fingerprint, "chunks_done": chunks_done, "sinks": sinks, "report": report,
+            "source_position": source_position, "format": FORMAT}
+
+
 def save_state(store: CheckpointStore, fingerprint: dict[str, Any], *, phase: str, run_id: str, chunks_done: int,
-               sinks: list[Any], report: dict[str, Any]) -> None:
-    """Durably record a run's position: ``phase`` is running, finalizing or done."""
-    store.save({"phase": phase, "run_id": run_id, "fingerprint": fingerprint, "chunks_done": chunks_done, "sinks": sinks, "report": report})
+               sinks: list[Any], report: dict[str, Any], source_position: Any = None) -> None:
+    """Durably record a run's position (see :func:`make_state`)."""
+    store.save(make_state(fingerprint, phase=phase, run_id=run_id, chunks_done=chunks_done, sinks=sinks, report=report,
+                          source_position=source_position))
+
+
+def newest_state(saved: dict[str, Any] | None, committed: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``state.json``'s state, or the one a sink committed with its last chunk when that
+    one is of the same run and further on (the run died between two ``state.json`` saves)."""
+    if saved is None or committed is None or saved["phase"] != "running":
+        return saved
+    if committed.get("run_id") != saved["run_id"] or committed.get("fingerprint") != saved["fingerprint"]:
+        return saved  # left by another run under the same key: open_resumable resets it
+    return committed if committed["chunks_done"] > saved["chunks_done"] else saved
 
 
 def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], directory: str) -> None:

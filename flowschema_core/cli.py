@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowschema", description="Validate messy records with a Pydantic model, within a byte budget.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline")
-    run.add_argument("source", nargs="?", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// http(s)://)")
+    run.add_argument("source", nargs="?", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// mysql:// http(s)://)")
     run.add_argument("--config", metavar="FILE", help="read the options from a TOML file (keys named like the flags); flags override it")
     add_run_options(run, required=False)  # --model and --sink may come from --config
     run.set_defaults(handler=run_command, run_parser=run)
@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The options of ``flowschema run`` after SOURCE (``flowschema replay`` takes them too)."""
     run.add_argument("--model", required=required, help="pydantic model as package.module:ClassName")
-    run.add_argument("--sink", required=required, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql://)")
+    run.add_argument("--sink", required=required, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql:// mysql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
     run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
     run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: the executor's own)")
@@ -99,6 +99,7 @@ def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> N
     run.add_argument("--sheet", help="Excel sheet name or 0-based index")
     run.add_argument("--table", help="SQL source: the table to read")
     run.add_argument("--query", help="SQL source: the query to read (instead of --table)")
+    run.add_argument("--key", help="SQL source: a unique column to read in order of, so a dropped connection resumes after the last row read")
     run.add_argument("--sink-table", help="SQL sink: the table to write (created from the model if missing)")
     run.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
     run.add_argument("--upsert-key", help="SQL sink: column(s) to upsert on, comma-separated")
@@ -121,7 +122,7 @@ def _more_commands() -> list[Any]:
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {**getattr(args, "source_options", {}), **_options(args.source_option)}  # the config's [source] table, then flags
-    for name in ("delimiter", "encoding", "table", "query", "records_path"):
+    for name in ("delimiter", "encoding", "table", "query", "key", "records_path"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.sheet is not None:
@@ -155,8 +156,8 @@ def run_command(args: argparse.Namespace) -> int:
     if "://" not in args.source and not os.path.exists(args.source):
         raise UsageError(f"source file not found: {args.source}")
     source_options = _source_options(args)
-    if (args.table or args.query) and not args.source.split("://")[0].startswith(("sqlite", "postgresql")):
-        raise UsageError("--table / --query apply to an SQL source (sqlite:///… or postgresql://…)")
+    if (args.table or args.query or args.key) and not registry.is_sql_source(args.source):
+        raise UsageError("--table / --query / --key apply to an SQL source (sqlite:///…, postgresql://…, mysql://… or mariadb://…)")
     run_config.check_options(registry.source_class(args.source), source_options, "source")
     try:
         source = registry.source_for(args.source, **source_options)

@@ -6,6 +6,7 @@
     ├── ConfigError (also ValueError)        the pipeline or a component is set up wrongly
     │   └── MissingDependencyError (also ImportError)   names the extra to install
     ├── SourceError                           an input cannot be read as a whole
+    │   └── SourceConnectionError (transient) a database connection was lost and not regained
     ├── SinkError                             an output cannot be written or committed
     ├── CheckpointError                       a checkpoint is unreadable or not this run's
     ├── InvalidRecordsError                   more records refused than max_invalid allows
@@ -71,6 +72,11 @@ class MissingDependencyError(ConfigError, ImportError):
 
 class SourceError(FlowSchemaError):
     """A source could not be read as a whole (missing, unreadable or malformed file)."""
+
+
+class SourceConnectionError(Transient, SourceError):
+    """A database source lost its connection mid-read and could not resume: no ``key`` to
+    resume after, or every reconnection attempt failed. The message names the (redacted) URL."""
 
 
 class SinkError(FlowSchemaError):

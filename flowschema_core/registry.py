@@ -51,6 +51,8 @@ SOURCES: dict[str, Entry] = {
     ".parquet": Entry("flowschema_core.sources.parquet:ParquetSource", extra="parquet"),
     "sqlite://": Entry("flowschema_core.sources.sql:SQLSource", extra="sql"),
     "postgresql://": Entry("flowschema_core.sources.sql:SQLSource", extra="postgres"),
+    "mysql://": Entry("flowschema_core.sources.sql:SQLSource", extra="mysql"),
+    "mariadb://": Entry("flowschema_core.sources.sql:SQLSource", extra="mysql"),
     ".xlsx": Entry("flowschema_core.sources.excel:ExcelSource", extra="excel"),
     ".xlsm": Entry("flowschema_core.sources.excel:ExcelSource", extra="excel"),
     "http://": Entry("flowschema_core.sources.http:HTTPSource", extra="http"),
@@ -64,6 +66,8 @@ SINKS: dict[str, Entry] = {
     ".parquet": Entry("flowschema_core.sinks.parquet:ParquetSink", extra="parquet"),
     "sqlite://": Entry("flowschema_core.sinks.sql:SQLSink", extra="sql"),
     "postgresql://": Entry("flowschema_core.sinks.sql:SQLSink", extra="postgres"),
+    "mysql://": Entry("flowschema_core.sinks.sql:SQLSink", extra="mysql"),
+    "mariadb://": Entry("flowschema_core.sinks.sql:SQLSink", extra="mysql"),
 }
 
 GROUPS = {"executor": "flowschema.executors", "source": "flowschema.sources", "sink": "flowschema.sinks"}
@@ -137,6 +141,12 @@ def _kind_key(location: str, kind: str) -> str:
             raise ConfigError(f"cannot write a compressed sink ({location!r}): FlowSchema writes plain files; compress the output afterwards")
         ext = os.path.splitext(stem)[1]  # orders.csv.gz is a CSV file, read decompressed
     return ext.lower()
+
+
+def is_sql_source(location: str) -> bool:
+    """True when ``location`` is a database URL read by the SQL source (``--table`` / ``--query`` apply)."""
+    entry = SOURCES.get(_kind_key(location, "source")) if "://" in location else None
+    return entry is not None and entry.target.startswith("flowschema_core.sources.sql:")
 
 
 def _lookup(kind: str, table: Mapping[str, Entry], location: str) -> tuple[Any, Entry]:

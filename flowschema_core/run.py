@@ -68,10 +68,13 @@ class Run:
         # What this run's checkpoint must match; computed once (it hashes the model's schema).
         self.fingerprint = checkpoint_mod.fingerprint(pipeline) if self.store is not None else {}
         self.state = checkpoint_mod.load_state(self.store, self.fingerprint) if self.store is not None else None
+        if self.state is not None and self.sink.commits_chunks:  # its database may be ahead of state.json
+            self.state = checkpoint_mod.newest_state(self.state, self.sink.committed_state(self._sink_key(0)))
         if self.state is not None:
             self.run_id = self.state["run_id"]  # DLQ records of a resumed run keep the first run's id
         self.chunks_done = 0  # chunks whose results are in the sinks (checkpoint position)
         self.skip_chunks = 0  # chunks a resumed run must not read again
+        self.source_position: Any = None  # the source's position after the chunks done (if it can seek)
         self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
         self.submitted: queue.Queue[Any] = queue.Queue()
         self.stop = threading.Event()
@@ -95,6 +98,9 @@ class Run:
                 setattr(report, name, state["report"][name])
             report.resumed_from_record = report.rows_read
             self.skip_chunks = self.chunks_done = state["chunks_done"]
+            if state.get("source_position") is not None:  # resume where the source says, not by reading again
+                self.source.seek(state["source_position"])
+                self.source_position, self.skip_chunks = state["source_position"], 0
             log.info("resuming %s after %d chunks (%d records)", self.store.directory if self.store else "", self.chunks_done, report.rows_read)
             if state["phase"] == "finalizing":
                 return self._finish()
@@ -125,6 +131,8 @@ class Run:
                     self.ledger.acquire(held)
                 sampler.start()
                 self._open_sinks()
+                if self.store is not None and self.state is None and self.sink.commits_chunks:
+                    self._save_checkpoint("running")  # from now on the sink's committed state has a run to belong to
                 self.reader = threading.Thread(target=self._read, name="flowschema-reader", daemon=True)
                 self.reader.start()
                 self._complete()
@@ -177,8 +185,13 @@ class Run:
             if self.store is None:
                 sink.open(fields, sink_model)
             else:
-                sink.open_resumable(fields, sink_model, f"{self.store.key}{i}", self.state["sinks"][i] if self.state else None)
+                sink.open_resumable(fields, sink_model, self._sink_key(i), self.state["sinks"][i] if self.state else None)
             self.opened.append(sink)
+
+    def _sink_key(self, i: int) -> str:
+        """The stable name of sink ``i``'s checkpointed output (0: the sink, 1: the DLQ)."""
+        assert self.store is not None
+        return f"{self.store.key}{i}"
 
     def _measure(self, sampler: Sampler, elapsed: float) -> None:
         report, ledger = self.report, self.ledger
@@ -217,7 +230,7 @@ class Run:
                     return
                 report.chunks += 1
                 report.bytes_read += n
-                self.submitted.put((self.executor.submit(blob), n, blob))
+                self.submitted.put((self.executor.submit(blob), n, blob, self.source.position()))
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.submitted.put(exc)
         finally:
@@ -234,10 +247,13 @@ class Run:
                 if isinstance(item, FlowSchemaError):
                     raise item
                 raise FlowSchemaError(f"reading {self.source.name} failed: {type(item).__name__}: {item}") from item
-            future, n, blob = item
+            future, n, blob, position = item
             self._settle(future, blob)
             self.ledger.release(n)
             self.chunks_done += 1
+            self.source_position = position
+            if self.store is not None and self.sink.commits_chunks:
+                self.sink.commit_chunk(self._state("running"))  # with the chunk's rows, in one transaction
             if self.store is not None and time.monotonic() - last_checkpoint >= self.pipeline.checkpoint_interval:
                 self._save_checkpoint("running")
                 last_checkpoint = time.monotonic()
@@ -312,12 +328,18 @@ class Run:
             raise AccountingError(f"{ledger.outstanding} chunks ({ledger.in_flight} bytes) never came back")
 
     # -- checkpoints -----------------------------------------------------------------
+    def _state(self, phase: str) -> dict[str, Any]:
+        """The run's position now; makes the sinks durable first (their ``checkpoint``)."""
+        sinks = [self.sink.checkpoint(), self.errors.checkpoint()]
+        return checkpoint_mod.make_state(self.fingerprint, phase=phase, run_id=self.run_id, chunks_done=self.chunks_done, sinks=sinks,
+                                         report={name: getattr(self.report, name) for name in checkpoint_mod.PROGRESS_FIELDS},
+                                         source_position=self.source_position)
+
     def _save_checkpoint(self, phase: str) -> None:
         assert self.store is not None
-        sinks = [self.sink.checkpoint(), self.errors.checkpoint()]
+        state = self._state(phase)
         fault_point("checkpoint-commit")
-        checkpoint_mod.save_state(self.store, self.fingerprint, phase=phase, run_id=self.run_id, chunks_done=self.chunks_done, sinks=sinks,
-                                  report={name: getattr(self.report, name) for name in checkpoint_mod.PROGRESS_FIELDS})
+        self.store.save(state)
         log.debug("checkpoint %s: %d chunks, %d records", phase, self.chunks_done, self.report.rows_read)
 
     def _finish(self) -> RunReport:

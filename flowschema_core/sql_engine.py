@@ -1,7 +1,8 @@
 """Engines for the SQL source and sink: URL normalisation, driver choice, safe display.
 
-``postgresql://`` and ``postgres://`` URLs use psycopg 3 (``postgresql+psycopg://``);
-any other SQLAlchemy URL is passed through. SQLite connections get the transaction
+``postgresql://`` and ``postgres://`` URLs use psycopg 3 (``postgresql+psycopg://``),
+``mysql://`` and ``mariadb://`` URLs use PyMySQL (``mysql+pymysql://``,
+``mariadb+pymysql://``); any other SQLAlchemy URL is passed through. SQLite connections get the transaction
 recipe from SQLAlchemy's documentation (the sqlite3 module's own transaction handling
 breaks SAVEPOINT, which the sink needs to isolate a refused row). SQLAlchemy is imported
 inside the functions, so importing FlowSchema never needs it.
@@ -25,13 +26,25 @@ def import_sqlalchemy() -> Any:
 
 
 def normalise_url(url: str) -> str:
-    """``postgresql://`` / ``postgres://`` → ``postgresql+psycopg://``; others unchanged."""
+    """``postgresql://`` / ``postgres://`` → ``postgresql+psycopg://``, ``mysql://`` →
+    ``mysql+pymysql://``, ``mariadb://`` → ``mariadb+pymysql://``; others unchanged."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(f"not a database URL: {url!r} (expected e.g. sqlite:///file.db or postgresql://user@host/db)")
     if scheme.lower() in ("postgresql", "postgres"):
         return f"postgresql+psycopg://{rest}"
+    if scheme.lower() in ("mysql", "mariadb"):
+        return f"{scheme.lower()}+pymysql://{rest}"
     return url
+
+
+#: Database families (URL schemes before any "+driver") → the extra that brings their driver.
+DRIVER_EXTRAS = {"postgresql": "postgres", "postgres": "postgres", "mysql": "mysql", "mariadb": "mysql"}
+
+
+def is_mysql(dialect_name: str) -> bool:
+    """MySQL and MariaDB share their SQL (SQLAlchemy names MariaDB's dialect "mariadb")."""
+    return dialect_name in ("mysql", "mariadb")
 
 
 def create_engine(url: str, **options: Any) -> Any:
@@ -42,7 +55,7 @@ def create_engine(url: str, **options: Any) -> Any:
     try:
         engine = sa.create_engine(url, **options)
     except ImportError as exc:  # the driver (psycopg, ...) is missing
-        extra = "postgres" if url.startswith("postgresql") else "sql"
+        extra = DRIVER_EXTRAS.get(url.split("://", 1)[0].split("+", 1)[0].lower(), "sql")
         raise MissingDependencyError(f"the database URL {redact_url(url)}", extra, getattr(exc, "name", None)) from exc
     except (sa.exc.ArgumentError, ValueError) as exc:
         raise ConfigError(f"bad database URL {redact_url(url)}: {exc}") from exc
@@ -70,4 +83,15 @@ def is_disconnect(exc: BaseException) -> bool:
     sa = import_sqlalchemy()
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, sa.exc.OperationalError)
+    return isinstance(exc, sa.exc.OperationalError) and not is_check_violation(exc)
+
+
+#: MySQL / MariaDB error codes of a CHECK constraint a row fails, which PyMySQL raises as
+#: OperationalError (it maps only the codes it knows to IntegrityError).
+_MYSQL_CHECK_FAILED = frozenset({3819, 4025})
+
+
+def is_check_violation(exc: BaseException) -> bool:
+    """A row failed a CHECK constraint on MySQL / MariaDB (the row's fault, not the connection's)."""
+    args: tuple[Any, ...] = tuple(getattr(getattr(exc, "orig", None), "args", ()))
+    return bool(args) and args[0] in _MYSQL_CHECK_FAILED

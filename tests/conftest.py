@@ -8,12 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.mariadb_server import MariaDBServer, find_server
 from tests.pg_server import PostgresServer, find_bin_dir
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str, server: str = "PostgreSQL") -> None:
     if os.environ.get("FLOWSCHEMA_CI") == "1":
-        pytest.fail(f"{reason} (FLOWSCHEMA_CI=1: CI must test against a real PostgreSQL; run .ci/install-system-deps.sh)")
+        pytest.fail(f"{reason} (FLOWSCHEMA_CI=1: CI must test against a real {server}; run .ci/install-system-deps.sh)")
     pytest.skip(reason)
 
 
@@ -48,4 +49,39 @@ def postgres_db_url(postgres_url: str) -> Iterator[str]:
     finally:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def mariadb_url() -> Iterator[str]:
+    """URL (``mysql+pymysql://``, with a password) of a real MariaDB server started on
+    loopback for this session (stopped at the end)."""
+    try:
+        import pymysql  # noqa: F401
+    except ImportError:
+        _unavailable('PyMySQL is not installed: pip install "flowschema[mysql]"', "MariaDB")
+    found = find_server()
+    if found is None:
+        _unavailable("MariaDB server binaries (mariadbd, mariadb-install-db) not found (apt-get install mariadb-server)", "MariaDB")
+    server = MariaDBServer(*found)  # type: ignore[misc]
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mariadb_db_url(mariadb_url: str) -> Iterator[str]:
+    """URL of a fresh, empty database on the session's MariaDB server, dropped after the test."""
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(mariadb_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+    try:
+        yield mariadb_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
         admin.dispose()

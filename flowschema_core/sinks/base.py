@@ -128,6 +128,20 @@ class Sink(abc.ABC):
         needs to come back to this point (JSON-safe)."""
         raise ConfigError(f"{type(self).__name__} does not support checkpoints")
 
+    #: A sink that commits each chunk in a transaction of its own (SQL) sets this: in a
+    #: checkpointed run the driver then calls :meth:`commit_chunk` after every chunk, and
+    #: the run's state travels in that transaction with the chunk's rows (exactly once).
+    commits_chunks: bool = False
+
+    def commit_chunk(self, state: dict[str, Any]) -> None:
+        """Commit the chunk written since the last call together with ``state`` (the run's
+        checkpoint state after that chunk), in one transaction."""
+
+    def committed_state(self, key: str) -> dict[str, Any] | None:
+        """The run state last committed by :meth:`commit_chunk` under ``key`` (before
+        ``open_resumable``), or None."""
+        return None
+
 
 class RowSink(Sink):
     """A sink that takes valid rows as value lists in field order (``"python"`` form),

@@ -89,6 +89,15 @@ class Source(abc.ABC):
     def close(self) -> None:
         """Release what the source holds (files, connections). Safe to call twice."""
 
+    def position(self) -> Any:
+        """Where a resumed read would start after the chunk just yielded (JSON-safe), for
+        a checkpoint; None when this source resumes by reading again and skipping chunks."""
+        return None
+
+    def seek(self, position: Any) -> None:
+        """Make the next read start at ``position`` (a value :meth:`position` returned)."""
+        raise SourceError(f"{self.name}: this source cannot seek; a resumed run reads it again and skips what was done")
+
 
 class RecordSource(Source):
     """A source whose records are parsed on the driver; subclasses implement ``records``.

@@ -336,9 +336,11 @@ def test_registry_builds_sql_sources_and_sinks(tmp_path: pathlib.Path) -> None:
     assert isinstance(source_for("postgresql://u@h/db", query="SELECT 1"), fs.SQLSource)
 
 
-def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monkeypatch):
-    """A crash after some chunks were committed: the resumed run replays the chunks after
-    the last checkpoint, and the upsert key turns the replay into updates."""
+@pytest.mark.parametrize("upsert_key", [None, ["id"]])
+def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monkeypatch, upsert_key):
+    """A crash after some chunks were committed, long after the last state.json: the
+    database's own checkpoint row (committed with each chunk) says where to go on, so the
+    resumed run writes every row exactly once -- with or without an upsert key."""
     import sqlalchemy as sa
 
     import flowschema_core as fs
@@ -349,12 +351,9 @@ def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monke
     write_items_csv(src, 3_000, bad_every=100)
     url = f"sqlite:///{tmp_path / 'out.db'}"
 
-    def make(upsert_key):
+    def make():
         return fs.Pipeline(fs.CSVSource(src), Item, fs.SQLSink(url, "items", upsert_key=upsert_key), fs.JSONLSink(tmp_path / "e.jsonl"),
                            executor="inline", chunk_bytes="4KiB", checkpoint=tmp_path / "ckpt", checkpoint_interval=3600)
-
-    with pytest.raises(fs.ConfigError, match="needs upsert_key"):
-        make(None).run()
 
     real_write = run_mod.Run._write
     calls = {"n": 0}
@@ -362,19 +361,23 @@ def test_checkpointed_run_into_sqlite_resumes_without_duplicates(tmp_path, monke
     def crash_after_some_chunks(self, result):
         calls["n"] += 1
         if calls["n"] == 12:
-            raise KeyboardInterrupt  # stands in for a crash: chunks 1-11 are committed, no checkpoint since
+            raise KeyboardInterrupt  # stands in for a crash: chunks 1-11 are committed, no state.json since the start
         return real_write(self, result)
 
     monkeypatch.setattr(run_mod.Run, "_write", crash_after_some_chunks)
-    first = make(["id"]).run()
+    first = make().run()
     assert first.interrupted
     monkeypatch.setattr(run_mod.Run, "_write", real_write)
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        assert 0 < conn.exec_driver_sql('SELECT count(*) FROM "items"').scalar() < 2_970
+        written = conn.exec_driver_sql('SELECT count(*) FROM "items"').scalar()
+        state = json.loads(conn.exec_driver_sql("SELECT state FROM flowschema_checkpoint").scalar())
+    assert 0 < written < 2_970 and state["chunks_done"] == 11 and state["report"]["rows_valid"] == written
 
-    report = make(["id"]).run()
-    assert report.rows_read == 3_000 and report.balanced
+    report = make().run()
+    assert report.rows_read == 3_000 and report.balanced and report.resumed_from_record == state["report"]["rows_read"]
     with engine.connect() as conn:
         ids = [r[0] for r in conn.exec_driver_sql('SELECT id FROM "items" ORDER BY id')]
     assert len(ids) == len(set(ids)) == report.rows_valid == 3_000 - 59
+    dlq = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert len(dlq) == report.rows_invalid == 59 and len({d["record"] for d in dlq}) == 59
