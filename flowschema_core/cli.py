@@ -94,16 +94,8 @@ def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> N
     run.add_argument("--max-bytes-in-flight", default="256MB", help="byte budget, e.g. 64MiB or 500MB (default 256MB)")
     run.add_argument("--chunk-bytes", default="1MiB", help="target msgpack bytes per chunk (default 1MiB)")
     run.add_argument("--report", help="write the run report as JSON to this path")
-    run.add_argument("--delimiter", help="CSV delimiter")
-    run.add_argument("--encoding", help="CSV encoding")
-    run.add_argument("--sheet", help="Excel sheet name or 0-based index")
-    run.add_argument("--table", help="SQL source: the table to read")
-    run.add_argument("--query", help="SQL source: the query to read (instead of --table)")
-    run.add_argument("--key", help="SQL source: a unique column to read in order of, so a dropped connection resumes after the last row read")
     run.add_argument("--sink-table", help="SQL sink: the table to write (created from the model if missing)")
-    run.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
     run.add_argument("--upsert-key", help="SQL sink: column(s) to upsert on, comma-separated")
-    run.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="extra source option (repeatable)")
     run.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE", help="extra sink option (repeatable)")
     run.add_argument("--checkpoint", metavar="DIR", help="record progress in DIR; running again with the same DIR after a crash resumes exactly")
     run.add_argument("--resume", action="store_true", help="require an existing checkpoint in --checkpoint DIR (error if there is none)")
@@ -111,6 +103,23 @@ def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> N
     run.add_argument("--record-timeout", type=float, metavar="SECONDS",
                      help="a record whose hooks and validation take longer goes to the DLQ and its worker is replaced (default: no limit)")
     run.add_argument("--quiet", action="store_true", help="print nothing but errors (no progress line, no summary)")
+    add_source_options(run)
+
+
+#: The flags of add_source_options that name a source option (their dest is the option's name).
+SOURCE_FLAGS = ("delimiter", "encoding", "sheet", "table", "query", "key", "records_path")
+
+
+def add_source_options(parser: argparse.ArgumentParser) -> None:
+    """How to read SOURCE: the flags ``run``, ``replay`` and ``infer`` share, defined once."""
+    parser.add_argument("--delimiter", help="CSV delimiter")
+    parser.add_argument("--encoding", help="CSV encoding")
+    parser.add_argument("--sheet", help="Excel sheet name or 0-based index")
+    parser.add_argument("--table", help="SQL source: the table to read")
+    parser.add_argument("--query", help="SQL source: the query to read (instead of --table)")
+    parser.add_argument("--key", help="SQL source: a unique column to read in order of, so a dropped connection resumes after the last row read")
+    parser.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
+    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="extra source option (repeatable)")
 
 
 def _more_commands() -> list[Any]:
@@ -122,8 +131,8 @@ def _more_commands() -> list[Any]:
 
 def _source_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {**getattr(args, "source_options", {}), **_options(args.source_option)}  # the config's [source] table, then flags
-    for name in ("delimiter", "encoding", "table", "query", "key", "records_path"):
-        if getattr(args, name) is not None:
+    for name in SOURCE_FLAGS:
+        if name != "sheet" and getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.sheet is not None:
         options["sheet"] = int(args.sheet) if args.sheet.isdigit() else args.sheet
@@ -149,7 +158,6 @@ def run_command(args: argparse.Namespace) -> int:
     if missing:
         raise UsageError(f"{', '.join(missing)} missing: give {'it' if len(missing) == 1 else 'them'} on the command line "
                          "or in --config FILE (keys source, model, sink)")
-    _check_resume(args)
     if getattr(args, "config_dir", None) and args.config_dir not in sys.path:
         sys.path.insert(0, args.config_dir)  # a model module beside the config file
     model = load_model(args.model)

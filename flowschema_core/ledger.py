@@ -24,6 +24,7 @@ class ByteLedger:
         self._cond = threading.Condition()
         self._in_flight = 0
         self._held = 0  # number of acquisitions not yet released
+        self._reserved = 0  # bytes held for the whole run (see reserve), part of _in_flight
         self.peak = 0
         self.waits = 0
         self.blocked_s = 0.0
@@ -81,6 +82,23 @@ class ByteLedger:
             self._held -= 1
             self._cond.notify_all()
 
+    def reserve(self, n: int) -> None:
+        """Count ``n`` bytes held for the whole run (what every worker keeps, such as a
+        workbook's shared strings): in flight, but not a chunk. A chunk larger than what
+        the budget has left still goes alone when no other chunk is in flight."""
+        with self._cond:
+            self._in_flight += n
+            self._reserved += n
+            self.peak = max(self.peak, self._in_flight)
+
+    def unreserve(self, n: int) -> None:
+        with self._cond:
+            if n > self._reserved:
+                raise RuntimeError(f"unreserved {n} bytes but only {self._reserved} are reserved")
+            self._in_flight -= n
+            self._reserved -= n
+            self._cond.notify_all()
+
     def close(self) -> None:
         """Wake every blocked ``acquire`` (they return False): the run is stopping."""
         with self._cond:
@@ -88,4 +106,4 @@ class ByteLedger:
             self._cond.notify_all()
 
     def _fits(self, n: int) -> bool:
-        return self._in_flight == 0 or self._in_flight + n <= self.limit
+        return self._in_flight == self._reserved or self._in_flight + n <= self.limit

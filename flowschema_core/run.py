@@ -128,7 +128,7 @@ class Run:
                 # against the budget (the source kept it under half of it).
                 held = len(context) * max(1, report.workers) if context else 0
                 if held:
-                    self.ledger.acquire(held)
+                    self.ledger.reserve(held)
                 sampler.start()
                 self._open_sinks()
                 if self.store is not None and self.state is None and self.sink.commits_chunks:
@@ -138,7 +138,7 @@ class Run:
                 self._complete()
                 self.reader.join()
                 if held:
-                    self.ledger.release(held)
+                    self.ledger.unreserve(held)
             self._check()
             if self.store is None:
                 for sink in self.opened:

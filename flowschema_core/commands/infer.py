@@ -15,6 +15,8 @@ from ..errors import SourceError
 
 
 def add_parser(sub: Any) -> None:
+    from ..cli import add_source_options
+
     parser = sub.add_parser("infer", help="write a Pydantic model that fits a file (a first draft of --model)",
                             description="Sample a file (any kind flowschema run reads) and print a runnable Pydantic v2 module.")
     parser.add_argument("source", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// ...)")
@@ -29,13 +31,7 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--max-enum-values", type=int, default=infer.DEFAULT_MAX_ENUM_VALUES,
                         help=f"most distinct values an enum may have (default {infer.DEFAULT_MAX_ENUM_VALUES})")
     parser.add_argument("--seed", type=int, default=0, help="the sample's random seed (default 0)")
-    parser.add_argument("--delimiter", help="CSV delimiter")
-    parser.add_argument("--encoding", help="CSV encoding")
-    parser.add_argument("--sheet", help="Excel sheet name or 0-based index")
-    parser.add_argument("--table", help="SQL source: the table to read")
-    parser.add_argument("--query", help="SQL source: the query to read (instead of --table)")
-    parser.add_argument("--records-path", help="dotted path to the records in an HTTP JSON body")
-    parser.add_argument("--source-option", action="append", default=[], metavar="KEY=VALUE", help="extra source option (repeatable)")
+    add_source_options(parser)
     parser.set_defaults(handler=infer_command)
 
 

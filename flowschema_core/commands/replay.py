@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
 
 def replay_command(args: argparse.Namespace) -> int:
     path = args.source.removeprefix("dlq://")
-    for flag in ("table", "query", "sheet", "records_path"):
+    for flag in ("table", "query", "key", "sheet", "records_path"):
         if getattr(args, flag) is not None:
             raise UsageError(f"--{flag.replace('_', '-')} does not apply to replay (its source is a DLQ)")
     model = load_model(args.model)

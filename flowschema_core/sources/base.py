@@ -117,6 +117,11 @@ class RecordSource(Source):
         """Yield ``(line, record)`` where record is a dict (or value list matching
         ``fields``) or a :class:`ParseFailure`; ``line`` is None for formats without lines."""
 
+    def _nulls(self) -> dict[str, Any] | None:
+        # The null policy needs the header (known once reading began): rows read without
+        # one (dicts keyed by column) keep their empty cells as read, as Excel's fast path does.
+        return self.nulls if self.fields is not None else None
+
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         rows_per_chunk = 256  # first guess; corrected from the first chunk's real size
         rows: list[Any] = []
@@ -131,12 +136,12 @@ class RecordSource(Source):
             lines.append(line)  # type: ignore[arg-type]
             has_lines = has_lines or line is not None
             if len(rows) >= rows_per_chunk:
-                blob, n = codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self.nulls))
+                blob, n = codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self._nulls()))
                 yield blob, n
                 rows_per_chunk = max(1, min(1_000_000, int(len(rows) * target_bytes / max(n, 1))))
                 rows, lines, bad = [], [], []
         if rows:
-            yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self.nulls))
+            yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self._nulls()))
 
 
 def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8") -> tuple[bytes, int]:
