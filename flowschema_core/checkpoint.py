@@ -134,8 +134,10 @@ def check_fingerprint(saved: dict[str, Any], current: dict[str, Any], directory:
     """Refuse to resume a checkpoint written for another source, model or config."""
     differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
     if differing:
+        hint = (" (whether an Excel workbook is read by the fast reader depends on max_bytes_in_flight and the workers: "
+                "resume with the same ones, or pass reader='fast' or reader='openpyxl')") if "worker_context" in differing else ""
         raise CheckpointError(
-            f"checkpoint {directory} belongs to a different run (differs in: {', '.join(differing)}); "
+            f"checkpoint {directory} belongs to a different run (differs in: {', '.join(differing)}){hint}; "
             f"resuming would mix outputs. Use the same source, model and options, or delete {directory} to start over"
         )
 

@@ -65,8 +65,13 @@ class Run:
         self.source, self.sink, self.errors, self.executor = pipeline.source, pipeline.sink, pipeline.errors, pipeline.executor
         self.store = pipeline.checkpoint
         self.run_id = pipeline.run_id
+        # Decided before the fingerprint: whether the workers hold a context (the Excel fast
+        # reader) changes how the input is cut into chunks, so a resume must decide the same.
+        self.context = self._worker_context()
         # What this run's checkpoint must match; computed once (it hashes the model's schema).
         self.fingerprint = checkpoint_mod.fingerprint(pipeline) if self.store is not None else {}
+        if self.store is not None and self.context is not None:
+            self.fingerprint["worker_context"] = True  # absent otherwise: other sources' checkpoints stay as they were
         self.state = checkpoint_mod.load_state(self.store, self.fingerprint) if self.store is not None else None
         if self.state is not None and self.sink.commits_chunks:  # its database may be ahead of state.json
             self.state = checkpoint_mod.newest_state(self.state, self.sink.committed_state(self._sink_key(0)))
@@ -120,7 +125,7 @@ class Run:
         started = time.perf_counter()
         try:
             with signals.interruptible():  # after it, finishing: a signal is only recorded
-                context = self._worker_context()
+                context = self.context
                 self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout,
                                                context=context))
                 report.workers = self.executor.stats.workers

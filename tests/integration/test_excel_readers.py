@@ -244,3 +244,21 @@ def test_a_chunk_as_large_as_the_budget_still_goes_when_the_workers_hold_shared_
                          executor=executor, max_bytes_in_flight="1MiB", chunk_bytes="1MiB").run()
     assert (report.rows_read, report.rows_valid) == (19998, 19998)
     assert "read with the fast reader" in report.notes[0]
+
+
+def test_a_resume_that_would_read_the_workbook_with_the_other_reader_is_refused(tmp_path: pathlib.Path) -> None:
+    # reader="auto" chooses by the budget's share per worker; a resume with another budget
+    # once cut the sheet differently and skipped the wrong chunks: rows silently lost.
+    strings = ["id", "name"] + [f"customer number {i:05d} with a long name" for i in range(3000)]
+    rows = b'<row r="1"><c r="A1" t="s"><v>0</v></c><c r="B1" t="s"><v>1</v></c></row>'
+    rows += b"".join(f'<row r="{i}"><c r="A{i}"><v>{i}</v></c><c r="B{i}" t="s"><v>{2 + i % 3000}</v></c></row>'.encode() for i in range(2, 3000))
+    path = with_sheet(tmp_path, rows, strings=strings)
+
+    def run(budget: str) -> fs.RunReport:
+        return fs.Pipeline(ExcelSource(path), IdName, fs.JSONLSink(tmp_path / "o.jsonl"), fs.JSONLSink(tmp_path / "e.jsonl"), executor="inline",
+                           max_bytes_in_flight=budget, chunk_bytes="64KiB", checkpoint=tmp_path / "ck").run()
+
+    assert "fast reader" in run("4MiB").notes[0]
+    with pytest.raises(fs.CheckpointError, match=r"differs in: worker_context\) \(whether an Excel workbook is read by the fast reader"):
+        run("128KiB")  # its shared strings no longer fit a worker's share: openpyxl would read it
+    assert run("4MiB").rows_read == 2998  # the same settings resume (here: the finished run's report)
