@@ -15,6 +15,7 @@ out of its memory limit), strictly in the order the chunks came.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -29,6 +30,10 @@ def main(argv: list[str]) -> int:
     inbox = Connection(int(argv[1]), writable=False)
     outbox = Connection(int(argv[2]), readable=False)
     beacon_fd = int(argv[3]) if len(argv) > 3 else None
+    for fd in map(int, argv[1:]):
+        # Not to a hook's subprocess: one that outlived this worker would hold the result
+        # pipe open, and the driver would never see the worker's death (EOF).
+        os.set_inheritable(fd, False)
     try:
         import cloudpickle
 

@@ -239,7 +239,7 @@ class MultiprocessingExecutor(PooledExecutor):
                             timeout, index + 1, worker.pid)
                 task.blob = mark_stuck(task.blob, index, timeout_reason(timeout))
                 worker.stuck = True
-                worker.process.kill()
+                _kill_tree(worker.process.pid)  # with what the stuck record started (a tool that never answers)
 
     def _on_message(self, worker: _Worker, message: bytes) -> None:
         tag = message[:1]
@@ -279,3 +279,20 @@ class MultiprocessingExecutor(PooledExecutor):
             resolve(task.future, error=error)
         if failure is not None:
             self._fail_all(failure)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a worker process, then its descendants (the worker first: a hook whose
+    child dies first would return, and its record's outcome would race the kill)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return  # gone already
+    for process in family:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass

@@ -44,3 +44,12 @@ def write_rows(path, rows: int, names: dict[int, str]) -> None:
         f.write("id,name\n")
         for i in range(1, rows + 1):
             f.write(f"{i},{names.get(i, 'ok')}\n")
+
+
+def shell_out_on_hang(record: dict) -> dict:
+    """A hook running a tool that never answers, for the records named ``hang``."""
+    if record.get("name") == "hang":
+        import subprocess
+
+        subprocess.run(["sleep", "120.5"], check=False)
+    return record

@@ -119,3 +119,18 @@ def test_a_marked_record_is_not_run():
     assert result["n"] == 3 and result["valid"] == 2
     errors = [dlq.opened(e) for e in result["errors"]]
     assert [(e["i"], e["stage"], e["errors"][0]["type"], e["errors"][0]["msg"]) for e in errors] == [(1, "worker", "record_timeout", "stuck here")]
+
+
+def test_a_record_stuck_in_a_subprocess_is_stopped_with_it(tmp_path):
+    # The tool's process once inherited the worker's result pipe: the driver saw the
+    # worker's death only when the tool ended (120 s here), and the tool outlived the run.
+    import time
+
+    import psutil
+
+    started = time.monotonic()
+    report, valid, dead = _run(tmp_path, {5: "hang"}, rows=20, hooks=[stuck_models.shell_out_on_hang], workers=1)
+    elapsed = time.monotonic() - started
+    assert [r["record"] for r in dead] == [5] and len(valid) == 19 and report.record_timeouts == 1
+    assert elapsed < 90, f"the run waited for the stuck tool ({elapsed:.0f} s)"  # a hang check, not a speed one: ~5 s vs 120 s
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "120.5"]]  # the tool did not outlive it
