@@ -95,7 +95,12 @@ def entry(type: str, msg: str, *, loc: list[Any] | None = None, input: Any = Non
 
 
 def chunk_error(i: int, line: int | None, stage: Stage, errors: list[ErrorEntry], raw: Any = None, raw_text: str | None = None) -> ChunkError:
-    body = dumps({"stage": stage, "errors": errors, "raw": raw, "raw_text": raw_text})[1:-1]
+    try:
+        body = dumps({"stage": stage, "errors": errors, "raw": raw, "raw_text": raw_text})[1:-1]
+    except (TypeError, ValueError, RecursionError):
+        # raw holds what JSON cannot say (a tuple key, a cycle): keep its repr instead, so
+        # one odd record never fails its chunk.
+        body = dumps({"stage": stage, "errors": jsonable(errors), "raw": None, "raw_text": repr(raw)[:65536]})[1:-1]
     return {"i": i, "line": line, "stage": stage, "reason": list(reason_of(stage, errors)), "body": body}
 
 

@@ -50,6 +50,9 @@ def problem(value: Any) -> str | None:
         return "errors is not a list"
     if isinstance(value["record"], bool) or not isinstance(value["record"], int):
         return "record is not an integer"
+    line = value.get("line")
+    if line is not None and (isinstance(line, bool) or not isinstance(line, int)):
+        return "an object whose line is neither an integer nor null"
     return None
 
 

@@ -299,7 +299,7 @@ class Run:
             first = report.rows_read + 1
             where: dict[str, Any] = {"run_id": self.run_id, "source": self.source.name, "first_record": first, "ts": ts,
                      "origin": result.get("origin")}  # a replayed DLQ's: each record keeps its first source and number
-            if isinstance(self.errors, JSONLSink):  # the default: copy the bytes the workers encoded
+            if type(self.errors).write_records is JSONLSink.write_records:  # the default: copy the bytes the workers encoded
                 self.errors.write(dlq.dlq_lines(errors, **where))
             else:
                 self.errors.write_records([dlq.to_record(e, **where) for e in errors])  # type: ignore[misc]

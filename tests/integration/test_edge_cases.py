@@ -3,6 +3,7 @@ invented, or a clear error instead of a leak or a lie."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -93,3 +94,18 @@ def test_a_read_only_input_gives_outputs_its_owner_can_write(tmp_path):
     os.chmod(src, 0o444)
     run_to_jsonl(tmp_path, "o", fs.CSVSource(src), Note, "inline")
     assert stat.S_IMODE(os.stat(tmp_path / "o.jsonl").st_mode) & 0o600 == 0o600
+
+
+def test_a_jsonl_dlq_sink_that_overrides_write_records_still_gets_them(tmp_path):
+    # The driver copies the DLQ lines the workers encoded into a JSONLSink; a subclass
+    # that changes write_records (to redact, to route) must still be the one that writes.
+    class Redacting(fs.JSONLSink):
+        def write_records(self, records):
+            super().write_records([{**r, "raw": "REDACTED"} for r in records])
+
+    src = tmp_path / "items.csv"
+    src.write_text("id,name,price\n1,a,1\nx,b,2\n")
+    report = fs.Pipeline(fs.CSVSource(src), Item, fs.JSONLSink(tmp_path / "o.jsonl"), Redacting(tmp_path / "e.jsonl"), executor="inline").run()
+    assert report.rows_invalid == 1
+    [record] = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert record["raw"] == "REDACTED" and record["record"] == 2

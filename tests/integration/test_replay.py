@@ -193,6 +193,8 @@ def test_csv_parse_records_are_re_parsed_with_the_delimiter_and_header_given(tmp
         ("dlq", ["--model", f"{MODELS}:Nope"], "has no attribute 'Nope'"),
         ("dlq", ["--errors", "{dlq}"], "is the DLQ being replayed"),
         ("dlq", ["--table", "t"], "--table does not apply to replay"),
+        ("dlq", ["--key", "id"], "--key does not apply to replay"),
+        ("line", [], "line 1 is an object whose line is neither an integer nor null"),
         ("dlq", ["--source-option", "header=x"], "replay takes --source-option"),
         ("dlq", ["--resume"], "--resume needs --checkpoint DIR"),
     ],
@@ -205,9 +207,9 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, make, args, message):
         dlq.write_text("id,name\n1,a\n")
     elif make == "binary":
         dlq.write_bytes(bytes(range(256)) * 16)
-    elif make == "dlq":
-        dlq.write_text(json.dumps({"run_id": "r", "source": "x.jsonl", "record": 1, "line": 1, "stage": "validate", "errors": [],
-                                   "raw": {"id": "1"}, "raw_text": None, "ts": "t"}) + "\n")
+    elif make in ("dlq", "line"):  # "line": a hand-edited line number, once a bare TypeError
+        dlq.write_text(json.dumps({"run_id": "r", "source": "x.jsonl", "record": 1, "line": 1 if make == "dlq" else "3", "stage": "validate",
+                                   "errors": [], "raw": {"id": "1"}, "raw_text": None, "ts": "t"}) + "\n")
     options = {"--model": f"{MODELS}:Order", "--sink": str(tmp_path / "out.jsonl")}
     rest: list[str] = []
     for flag, value in zip(args[::2], [*args[1::2], None]):

@@ -296,3 +296,16 @@ def test_a_dlq_record_holding_an_unencodable_value_keeps_its_repr():
     [error] = result["errors"]
     assert error["stage"] == "transform"
     assert error["raw"] == {"id": 1, "amount": "1", "thing": "Opaque()"} and error["raw_text"] is None
+
+
+def test_a_dlq_record_json_cannot_hold_keeps_its_repr():
+    """A hook that put a tuple key into the record, then raised: JSON has no such key, so
+    the entry keeps the record's repr (once, the whole chunk failed)."""
+
+    def tag_then_fail(record):
+        record[("a", 1)] = "x"
+        raise RuntimeError("lookup failed")
+
+    result = process(WorkerSpec(Order, [fs.before_validate(tag_then_fail)]), [{"id": 1, "amount": "1"}, {"id": 2, "amount": "2"}])
+    assert [(e["i"], e["stage"], e["raw"]) for e in result["errors"]] == [(0, "transform", None), (1, "transform", None)]
+    assert "('a', 1): 'x'" in result["errors"][0]["raw_text"]
