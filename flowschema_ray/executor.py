@@ -167,10 +167,10 @@ class RayExecutor(PooledExecutor):
 
         self._record_timeout = spec.record_timeout
         # where() answers in a thread of its own while process() runs (record_timeout).
-        groups = {"concurrency_groups": {"watch": 1}} if self._record_timeout is not None else {}
+        actor_cls = ray.remote(ChunkActor) if self._record_timeout is None else ray.remote(concurrency_groups={"watch": 1})(ChunkActor)
         # The actors restart nothing themselves (max_restarts=0): the executor replaces
         # them, because only it knows which chunk to charge for the death.
-        self._actor_cls = ray.remote(**groups)(ChunkActor).options(max_restarts=0, max_task_retries=0, **self.actor_options)
+        self._actor_cls = actor_cls.options(max_restarts=0, max_task_retries=0, **self.actor_options)
         self._spec_ref = ray.put(spec_blob)
         self._sys_path = _user_paths()
         self._pool = [self._new_actor() for _ in range(self.num_actors)]
