@@ -530,6 +530,8 @@ class XlsxKind(ChunkKind):
 
 
 _ROW_NUMBER = re.compile(rb"""\sr\s*=\s*["']([0-9]+)""")
+#: A row start tag with its number (any namespace prefix), for boundary_state.
+_NUMBERED_ROW = re.compile(rb"""<(?:\w+:)?row\b[^>]*?\sr\s*=\s*["']([0-9]+)""")
 
 
 def boundary_state(block: bytes, prefix: str, row0: int, counter: int) -> tuple[int, int]:
@@ -545,8 +547,15 @@ def boundary_state(block: bytes, prefix: str, row0: int, counter: int) -> tuple[
     found = _ROW_NUMBER.search(block, start, head_end if head_end >= 0 else len(block))
     if found is not None:
         number = int(found.group(1))
-    else:  # rows without numbers: count them
-        number = row0 + len(re.findall(re.escape(tag) + rb"[\s>/]", block))
+    else:  # rows without numbers follow the last numbered one (openpyxl's rule): count them
+        row_tags = re.compile(re.escape(tag) + rb"[\s>/]")
+        last_numbered = None
+        for last_numbered in _NUMBERED_ROW.finditer(block):  # only when numbered and unnumbered rows mix (rare)
+            pass
+        if last_numbered is None:
+            number = row0 + len(row_tags.findall(block))
+        else:
+            number = int(last_numbered.group(1)) + len(row_tags.findall(block, last_numbered.end()))
     return number, max(counter, number + 1)
 
 

@@ -262,3 +262,29 @@ def test_a_resume_that_would_read_the_workbook_with_the_other_reader_is_refused(
     with pytest.raises(fs.CheckpointError, match=r"differs in: worker_context\) \(whether an Excel workbook is read by the fast reader"):
         run("128KiB")  # its shared strings no longer fit a worker's share: openpyxl would read it
     assert run("4MiB").rows_read == 2998  # the same settings resume (here: the finished run's report)
+
+
+class IdInt(BaseModel):
+    id: int
+    name: int
+
+
+def test_unnumbered_rows_after_numbered_ones_keep_their_lines_across_blocks(tmp_path: pathlib.Path) -> None:
+    # Rows without r="…" follow the last numbered row (openpyxl's rule). A block ending in
+    # one once counted every row tag from the block's start instead: wrong DLQ lines.
+    rows = b'<row r="1"><c r="A1" t="inlineStr"><is><t>id</t></is></c><c r="B1" t="inlineStr"><is><t>name</t></is></c></row>'
+    rows += b'<row r="2"><c r="A2"><v>2</v></c><c r="B2"><v>1</v></c></row>'
+    rows += b'<row r="100"><c r="A100"><v>100</v></c><c r="B100"><v>1</v></c></row>'
+    rows += b"".join(f'<row><c><v>{101 + i}</v></c><c t="inlineStr"><is><t>bad{101 + i}</t></is></c></row>'.encode() for i in range(40))
+    path = with_sheet(tmp_path, rows)
+
+    def lines(reader: str, chunk_bytes: int) -> list[tuple[int, int]]:
+        errors = tmp_path / f"e-{reader}-{chunk_bytes}.jsonl"
+        fs.Pipeline(ExcelSource(path, reader=reader), IdInt, fs.JSONLSink(tmp_path / "o.jsonl"), fs.JSONLSink(errors), executor="inline",
+                    chunk_bytes=chunk_bytes).run()
+        return [(d["record"], d["line"]) for d in map(json.loads, errors.read_text().splitlines())]
+
+    expected = lines("openpyxl", 1 << 20)
+    assert expected[0] == (3, 101) and len(expected) == 40
+    for chunk_bytes in range(100, 700, 37):
+        assert lines("fast", chunk_bytes) == expected, chunk_bytes
