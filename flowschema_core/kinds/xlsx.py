@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import collections
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -549,13 +550,12 @@ def boundary_state(block: bytes, prefix: str, row0: int, counter: int) -> tuple[
         number = int(found.group(1))
     else:  # rows without numbers follow the last numbered one (openpyxl's rule): count them
         row_tags = re.compile(re.escape(tag) + rb"[\s>/]")
-        last_numbered = None
-        for last_numbered in _NUMBERED_ROW.finditer(block):  # only when numbered and unnumbered rows mix (rare)
-            pass
-        if last_numbered is None:
+        # Only when numbered and unnumbered rows mix (rare): the last numbered row's tag.
+        last_numbered = collections.deque(_NUMBERED_ROW.finditer(block), maxlen=1)
+        if not last_numbered:
             number = row0 + len(row_tags.findall(block))
         else:
-            number = int(last_numbered.group(1)) + len(row_tags.findall(block, last_numbered.end()))
+            number = int(last_numbered[0].group(1)) + len(row_tags.findall(block, last_numbered[0].end()))
     return number, max(counter, number + 1)
 
 
