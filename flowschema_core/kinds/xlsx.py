@@ -22,9 +22,9 @@ duration format, seconds; an error cell fails its row, naming the cell.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
-import collections
 import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
