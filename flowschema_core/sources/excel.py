@@ -406,18 +406,18 @@ class ExcelSource(RecordSource):
             if fields is None:
                 # No header: a dict keyed by column letter (rows may differ in width).
                 if failure is not None:
-                    yield row_number, ParseFailure(failure, _row_json([], values, row_number))
+                    yield row_number, ParseFailure(failure, row_json([], values, row_number))
                 else:
-                    yield row_number, {_letters(i): v for i, v in enumerate(values)}
+                    yield row_number, {letters(i): v for i, v in enumerate(values)}
                 continue
             if last > width and failure is None:
                 extra = next(i for i in range(width, last) if values[i] is not None)
                 failure = (
                     f"row {row_number} has {last} cells but the header names {width} columns "
-                    f"(cell {_coordinate(extra, row_number)} holds {_short(values[extra])})"
+                    f"(cell {_coordinate(extra, row_number)} holds {short(values[extra])})"
                 )
             if failure is not None:
-                yield row_number, ParseFailure(failure, _row_json(fields, values, row_number))
+                yield row_number, ParseFailure(failure, row_json(fields, values, row_number))
                 continue
             values.extend([None] * (width - last))
             yield row_number, values
@@ -463,7 +463,7 @@ def _header(values: list[Any]) -> list[str]:
             value = value.date()
         name = value.isoformat() if isinstance(value, (dt.date, dt.time)) else str(value).strip() if value is not None else ""
         if not name:
-            name = _letters(index)
+            name = letters(index)
         base, n = name, 2
         while name in seen:  # duplicate titles get a suffix so no column is lost
             name, n = f"{base}_{n}", n + 1
@@ -485,20 +485,11 @@ def _date_value(value: Any, cell: Any) -> Any:
     return value
 
 
-def _letters(index: int) -> str:
-    return letters(index)
-
 
 def _coordinate(index: int, row_number: int) -> str:
     return f"{letters(index)}{row_number}"
 
 
-def _short(value: Any) -> str:
-    return short(value)
-
-
-def _row_json(fields: list[str], values: list[Any], row_number: int) -> str:
-    return row_json(fields, values, row_number)
 
 
 def _describe(exc: BaseException) -> str:
