@@ -16,6 +16,10 @@ puts the chunk back at the head of the line marked with :func:`mark_stuck`; the 
 sends the marked record to the DLQ (stage ``worker``, type ``record_timeout``) without
 running it, and processes every other record of the chunk as usual. The chunk's answer is
 one answer, so the records before the stuck one are run again (their outcomes count once).
+
+A Ray actor may run on another node: there the driver asks the actor for the word (a
+method in a concurrency group of its own) and feeds the answers to a :class:`RecordClock`,
+the part of :class:`Watch` that does not read a page.
 """
 
 from __future__ import annotations
