@@ -316,9 +316,9 @@ def test_empty_file_header_only_missing_file_and_unknown_kind(tmp_path: pathlib.
 # -- a large file, in bounded memory -------------------------------------------------------------
 
 def test_a_large_file_is_streamed_in_bounded_memory(tmp_path: pathlib.Path) -> None:
-    counts = generate_orders_csv(tmp_path / "big.csv", 1_000_000, bad_fraction=0.01, seed=5)
+    counts = generate_orders_csv(tmp_path / "big.csv", 400_000, bad_fraction=0.01, seed=5)  # 40 MB: enough to show the bound, quick to write
     size = os.path.getsize(tmp_path / "big.csv")
-    assert size > 100_000_000
+    assert size > 40_000_000
     # VmHWM is this process's own peak RSS (ru_maxrss may report the forking parent's).
     script = ("import sys\nfrom flowschema_core.infer import infer_model\n"
               "found = infer_model(sys.argv[1])\nprint(found.sample.scanned, len(found.sample.records))\n"
@@ -327,11 +327,11 @@ def test_a_large_file_is_streamed_in_bounded_memory(tmp_path: pathlib.Path) -> N
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     scanned_line, rss_line = done.stdout.splitlines()
-    assert scanned_line == "1000000 10000"  # every record scanned (ragged ones too), 10,000 kept
+    assert scanned_line == "400000 10000"  # every record scanned (ragged ones too), 10,000 kept
     peak_mib = int(rss_line) / 1024
-    # Holding the file's records would take gigabytes, its bytes alone 100+ MiB.
+    # Holding the file's 400k records as dicts would take about 600 MiB.
     assert peak_mib < 150, f"peak RSS {peak_mib:.0f} MiB for a {size / 2**20:.0f} MiB file"
-    assert sum(counts.values()) == 10_000
+    assert sum(counts.values()) == 4_000
 
 
 def test_json_array_where_an_empty_string_is_a_value_not_an_empty_cell(tmp_path: pathlib.Path) -> None:
@@ -367,7 +367,11 @@ def test_cli_passes_source_options_and_reads_compressed_files(tmp_path: pathlib.
 # -- public corpora: the inferred model refuses only what it said it would ------------------------
 
 DATA = pathlib.Path(REPO) / "tests" / "data"
-CORPUS = sorted((DATA / "csv-spectrum" / "csvs").glob("*.csv")) + sorted((DATA / "parquet-testing" / "data").glob("*.parquet"))
+#: Files FlowSchema refuses to read at all (tests/integration/test_parquet_testing.py checks
+#: each is refused by name); one takes ~30 s to get there, so they are not inferred.
+UNREADABLE = {"incorrect_map_schema.parquet", "large_string_map.brotli.parquet"}
+CORPUS = [p for p in sorted((DATA / "csv-spectrum" / "csvs").glob("*.csv")) + sorted((DATA / "parquet-testing" / "data").glob("*.parquet"))
+          if p.name not in UNREADABLE]
 
 
 @pytest.mark.parametrize("path", CORPUS, ids=lambda p: p.name)
