@@ -367,8 +367,8 @@ def test_cli_passes_source_options_and_reads_compressed_files(tmp_path: pathlib.
 # -- public corpora: the inferred model refuses only what it said it would ------------------------
 
 DATA = pathlib.Path(REPO) / "tests" / "data"
-#: Files FlowSchema refuses to read at all (tests/integration/test_parquet_testing.py checks
-#: each is refused by name); one takes ~30 s to get there, so they are not inferred.
+#: Files FlowSchema refuses to read at all (tests/integration/test_parquet_testing.py checks that
+#: every file balances or is refused with its name); one takes ~30 s to get there: not inferred.
 UNREADABLE = {"incorrect_map_schema.parquet", "large_string_map.brotli.parquet"}
 CORPUS = [p for p in sorted((DATA / "csv-spectrum" / "csvs").glob("*.csv")) + sorted((DATA / "parquet-testing" / "data").glob("*.parquet"))
           if p.name not in UNREADABLE]
