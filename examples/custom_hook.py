@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from show import print_dlq
 
 import flowschema_core as fs
 
@@ -114,13 +115,7 @@ def main() -> int:
         for line in f:
             row = json.loads(line)
             print(f"  id={row['id']:<3} {row['customer']!r:<16} amount={row['amount']:>6} {row['currency']}")
-    print(f"dead-letter queue: {os.path.relpath(DLQ)}")
-    with open(DLQ, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            err = rec["errors"][0]
-            field = ".".join(str(p) for p in err.get("loc") or []) or "-"
-            print(f"  record {rec['record']}: stage={rec['stage']} field={field} type={err['type']}: {err['msg']}")
+    print_dlq(DLQ)
     assert report.rows_read == report.rows_valid + report.rows_invalid + report.rows_filtered  # nothing lost
     return 0
 

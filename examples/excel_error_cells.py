@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, Field
+from show import print_dlq
 
 import flowschema_core as fs
 
@@ -109,13 +110,7 @@ def main() -> int:
         for line in f:
             row = json.loads(line)
             print(f"  {row['region']:<6} {row['rep']:<4} units={row['units']:<3} sold_on={row['sold_on']}")
-    print(f"dead-letter queue: {os.path.relpath(DLQ)}")
-    with open(DLQ, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            err = rec["errors"][0]
-            field = ".".join(str(p) for p in err.get("loc") or []) or "-"
-            print(f"  sheet row {rec['line']}: stage={rec['stage']} field={field} type={err['type']}: {err['msg']}")
+    print_dlq(DLQ, where=lambda rec: f"sheet row {rec['line']}")
     assert report.rows_read == report.rows_valid + report.rows_invalid + report.rows_filtered  # nothing lost
     return 0
 

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AwareDatetime, BaseModel, Field
+from show import print_dlq
 
 import flowschema_core as fs
 
@@ -141,13 +142,7 @@ def main(argv: list[str]) -> int:
     print(f"parquet: {os.path.relpath(PARQUET)}: {table.num_rows} rows")
     for column in table.schema:
         print(f"  {column.name}: {column.type}")
-    print(f"dead-letter queue: {os.path.relpath(DLQ)}")
-    with open(DLQ, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            err = rec["errors"][0]
-            field = ".".join(str(p) for p in err.get("loc") or []) or "-"
-            print(f"  record {rec['record']}: stage={rec['stage']} field={field} type={err['type']}: {err['msg']}")
+    print_dlq(DLQ)
     assert report.rows_read == report.rows_valid + report.rows_invalid + report.rows_filtered  # nothing lost
     return 0
 

@@ -39,6 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field
+from show import print_dlq
 
 import flowschema_core as fs
 from flowschema_core.redact import redact_url
@@ -156,13 +157,7 @@ def main() -> int:
     print(f"attempt 3: the checkpoint says done, nothing re-read: {third.rows_read:,} read, {third.rows_valid:,} valid "
           f"(the saved report); {rows_in_target():,} rows in the target")
 
-    print(f"dead-letter queue: {os.path.relpath(DLQ)}")
-    with open(DLQ, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            err = rec["errors"][0]
-            field = ".".join(str(p) for p in err.get("loc") or []) or "-"
-            print(f"  id {rec['raw']['id']}: stage={rec['stage']} field={field} type={err['type']}: {err['msg'].splitlines()[0][:110]}")
+    print_dlq(DLQ, where=lambda rec: f"id {rec['raw']['id']}", message=lambda msg: msg.splitlines()[0][:110])
     engine.dispose()
     assert second.rows_read == second.rows_valid + second.rows_invalid + second.rows_filtered  # nothing lost
     return 0

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-from .dlq import reason_of
 from .errors import ConfigError, InvalidRecordsError
 
 #: A share is judged only once this many records have been read.
@@ -25,7 +23,7 @@ MIN_RECORDS = 1000
 @dataclass(frozen=True)
 class ErrorBudget:
     """``limit`` invalid records (``share`` False), or ``limit`` percent of those read.
-    Configuration: a run keeps its own :class:`collections.Counter` of :func:`reason`."""
+    Configuration: the run counts the reasons (:class:`~flowschema_core.error_groups.ErrorGroups`)."""
 
     limit: float
     share: bool
@@ -55,7 +53,7 @@ class ErrorBudget:
 
     def check(self, read: int, invalid: int, reasons: Counter[tuple[str, str, str]], source: str, dlq: str) -> None:
         """Raise :class:`InvalidRecordsError` if the run is over its budget; ``reasons``
-        (counted with :func:`reason`) give the most common ones in the message."""
+        (stage, first error type, field) give the most common ones in the message."""
         if self.share:
             if read < MIN_RECORDS or invalid * 100 <= self.limit * read:
                 return
@@ -68,11 +66,3 @@ class ErrorBudget:
             f"The refused records so far are in {dlq}; nothing was written under the sink's final name."
         )
 
-
-def reason(error: Any) -> tuple[str, str, str]:
-    """A refused record's (stage, first error type, field), for the budget's message:
-    a ``ChunkError`` carries it, a DLQ record (read back from a DLQ) is asked."""
-    if "reason" in error:
-        stage, kind, field = error["reason"]
-        return stage, kind, field
-    return reason_of(error["stage"], error["errors"])

@@ -106,8 +106,17 @@ def chunk_error(i: int, line: int | None, stage: Stage, errors: list[ErrorEntry]
 
 def reason_of(stage: str, errors: list[ErrorEntry]) -> tuple[str, str, str]:
     """A refused record's (stage, first error type, field): how counts group it."""
-    first = errors[0] if errors else {"type": "?", "loc": []}
-    return str(stage), str(first["type"]), ".".join(str(p) for p in first["loc"])
+    return (str(stage), *type_and_field(errors[0])) if errors else (str(stage), "?", "")
+
+
+def type_and_field(error: Any) -> tuple[str, str]:
+    """An error entry's type and field (its ``loc`` joined by dots), also for an entry
+    read back from a DLQ file, whatever a hand may have made of it."""
+    if not isinstance(error, dict):
+        return "", ""
+    loc = error.get("loc") or []
+    field = ".".join(str(part) for part in loc) if isinstance(loc, list) else str(loc)
+    return str(error.get("type", "")), field
 
 
 def opened(error: ChunkError) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .dlq import type_and_field
 from .dlq_file import BadLine, read_dlq
 
 MAX_GROUPS = 1000
@@ -140,7 +141,7 @@ def inspect_dlq(path: str | os.PathLike[str], *, max_groups: int = MAX_GROUPS, e
         seen: set[tuple[str, str, str]] = set()
         in_other = False
         for error in errors:
-            key = (stage, *_type_and_field(error))
+            key = (stage, *type_and_field(error))
             group = groups.get(key)
             if group is None:
                 if len(groups) >= max_groups:
@@ -163,14 +164,6 @@ def inspect_dlq(path: str | os.PathLike[str], *, max_groups: int = MAX_GROUPS, e
     if other_records or other_errors:
         summary.other = {"records": other_records, "errors": other_errors}
     return summary
-
-
-def _type_and_field(error: Any) -> tuple[str, str]:
-    if not isinstance(error, dict):
-        return ("", "")
-    loc = error.get("loc") or []
-    where = ".".join(str(part) for part in loc) if isinstance(loc, list) else str(loc)
-    return str(error.get("type", "")), where
 
 
 def _stable_hash(value: Any) -> int:

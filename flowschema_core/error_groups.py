@@ -16,8 +16,6 @@ from typing import Any
 
 from typing_extensions import TypedDict  # pydantic reads it (on 3.11) when a report is loaded
 
-from .budget import reason
-
 #: Distinct groups a run keeps counts for.
 MAX_GROUPS = 1000
 #: Groups a run report lists.
@@ -34,7 +32,8 @@ class ErrorGroup(TypedDict):
 
 
 class ErrorGroups:
-    """Counts of refused records by :func:`~flowschema_core.budget.reason`."""
+    """Counts of refused records by the (stage, first error type, field) each
+    ``ChunkError`` carries (:func:`flowschema_core.dlq.reason_of`)."""
 
     def __init__(self, max_groups: int = MAX_GROUPS) -> None:
         self.max_groups = max_groups
@@ -42,10 +41,11 @@ class ErrorGroups:
         self.other = 0  # records of groups that came after the cap
 
     def add(self, errors: Iterable[Any]) -> None:
-        """Count refused records (``ChunkError`` or DLQ records: both have stage and errors)."""
+        """Count refused records (``ChunkError`` entries)."""
         counts = self.counts
         for error in errors:
-            key = reason(error)
+            stage, kind, field = error["reason"]
+            key = (stage, kind, field)
             if key in counts or len(counts) < self.max_groups:
                 counts[key] += 1
             else:

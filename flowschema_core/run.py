@@ -351,7 +351,7 @@ class Run:
         """Second phase of a checkpointed finish: move outputs into place, mark done."""
         assert self.store is not None
         for i, sink in enumerate((self.sink, self.errors)):
-            sink.finish_commit(f"{self.store.key}{i}")
+            sink.finish_commit(self._sink_key(i))
         final = self.report.to_dict()
         final["timeline"] = []
         checkpoint_mod.save_state(self.store, self.fingerprint, phase="done", run_id=self.run_id, chunks_done=self.chunks_done, sinks=[], report=final)

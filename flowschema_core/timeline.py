@@ -63,19 +63,12 @@ class Sample(TypedDict):
 
 
 def tree_rss(pid: int | None = None) -> int:
-    """Resident bytes of a process and all its descendants (0 if psutil cannot tell)."""
+    """Resident bytes of a process and all its descendants, listed now (0 if psutil cannot tell)."""
     import psutil
 
     try:
-        root = psutil.Process(pid or os.getpid())
-        total = root.memory_info().rss
-        for child in root.children(recursive=True):
-            try:
-                total += child.memory_info().rss
-            except psutil.Error:
-                pass
-        return total
-    except psutil.Error:
+        return ProcessTree(pid, refresh=0).rss()
+    except psutil.Error:  # the process is gone
         return 0
 
 
@@ -83,11 +76,11 @@ class ProcessTree:
     """RSS of this process and its descendants, cheap enough to read many times a second:
     the descendants are listed at most every ``refresh`` seconds, their RSS read each time."""
 
-    def __init__(self, refresh: float = CHILDREN_REFRESH_S) -> None:
+    def __init__(self, pid: int | None = None, refresh: float = CHILDREN_REFRESH_S) -> None:
         import psutil
 
         self._psutil = psutil
-        self._root = psutil.Process(os.getpid())
+        self._root = psutil.Process(pid or os.getpid())
         self._refresh = refresh
         self._children: list[psutil.Process] = []
         self._listed_at = float("-inf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,18 +39,8 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 def postgres_db_url(postgres_url: str) -> Iterator[str]:
     """URL of a fresh, empty database on the session's server, dropped after the test."""
-    import sqlalchemy as sa
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
+    with _fresh_database(postgres_url.replace("postgresql://", "postgresql+psycopg://"), postgres_url, '"{}"', " WITH (FORCE)") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -73,15 +64,23 @@ def mariadb_url() -> Iterator[str]:
 @pytest.fixture
 def mariadb_db_url(mariadb_url: str) -> Iterator[str]:
     """URL of a fresh, empty database on the session's MariaDB server, dropped after the test."""
+    with _fresh_database(mariadb_url, mariadb_url, "`{}`") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _fresh_database(admin_url: str, server_url: str, quoted: str, drop_options: str = "") -> Iterator[str]:
+    """A new database on a session's server (``quoted``: how its name is quoted there),
+    dropped afterwards; yields ``server_url`` pointing at it."""
     import sqlalchemy as sa
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(mariadb_url, isolation_level="AUTOCOMMIT")
+    name = quoted.format(f"t_{uuid.uuid4().hex[:12]}")
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
     try:
-        yield mariadb_url.rsplit("/", 1)[0] + "/" + name
+        yield server_url.rsplit("/", 1)[0] + "/" + name.strip('"`')
     finally:
         with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{name}`")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}{drop_options}")
         admin.dispose()

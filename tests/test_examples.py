@@ -27,7 +27,7 @@ OUT = ROOT / "build" / "examples"
 TIMEOUT = 240  # seconds; the examples take 3-12 s each on a quiet machine
 PG_ENV = "FLOWSCHEMA_EXAMPLE_PG_URL"
 # Modules in examples/ that are helpers of the examples, not examples.
-HELPERS = {"__init__.py", "generate_orders.py", "orders_model.py"}
+HELPERS = {"__init__.py", "generate_orders.py", "orders_model.py", "show.py"}
 
 
 def run_example(name: str, *args: str, cwd: pathlib.Path = ROOT, env: dict[str, str] | None = None) -> str:

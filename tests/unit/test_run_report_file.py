@@ -7,11 +7,12 @@ import json
 import pytest
 
 import flowschema_core as fs
+from flowschema_core import dlq
 from flowschema_core.error_groups import ErrorGroups
 
 
 def refused(stage: str, kind: str, *loc: object) -> dict:
-    return {"stage": stage, "errors": [{"type": kind, "loc": list(loc), "msg": "m", "input": None}]}
+    return dlq.chunk_error(0, None, stage, [dlq.entry(kind, "m", loc=list(loc))])
 
 
 def test_error_groups_count_exactly_and_stay_bounded():
