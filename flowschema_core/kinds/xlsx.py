@@ -287,22 +287,7 @@ def rows(data: bytes, book: Book, prefix: str, row0: int, counter: int) -> Itera
                     value = None
             else:
                 raw = v or (_value(pats, inner) if inner else "")
-                if not raw:
-                    value = None
-                elif t == "str":
-                    value = unescape(raw)
-                elif t == "b":
-                    value = bool(int(raw))
-                elif t == "e":
-                    value = unescape(raw)
-                    errors.append(index)
-                elif t == "d":
-                    from openpyxl.utils.datetime import from_ISO8601
-
-                    kind = styles.get(s, PLAIN) if s else PLAIN
-                    value = adjust_date(from_ISO8601(raw), DATE if kind == DATE else PLAIN)
-                else:
-                    value = unescape(raw)
+                value = _other_type(t, raw, s, styles, errors, index) if raw else None
         except (ValueError, IndexError, OverflowError) as exc:
             problem = f"cell {letters(max(last, 0))}{number} cannot be read: {type(exc).__name__}: {exc}"
             continue
@@ -315,6 +300,22 @@ def rows(data: bytes, book: Book, prefix: str, row0: int, counter: int) -> Itera
             values[index] = value  # a column written twice: the later cell wins, as in openpyxl
     if started and number >= counter:
         yield number, _cut(values, last), errors, problem
+
+
+def _other_type(t: str, raw: str, s: str, styles: dict[str, int], errors: list[int], index: int) -> Any:
+    """A non-empty cell that is not a number, a shared or an inline string (the rare
+    types, out of both row loops): formula text, boolean, error (noted in ``errors``),
+    ISO date, or anything else as text."""
+    if t == "b":
+        return bool(int(raw))
+    if t == "e":
+        errors.append(index)
+    elif t == "d":
+        from openpyxl.utils.datetime import from_ISO8601
+
+        kind = styles.get(s, PLAIN) if s else PLAIN
+        return adjust_date(from_ISO8601(raw), DATE if kind == DATE else PLAIN)
+    return unescape(raw)
 
 
 #: Read blocks of the common shape with :attr:`Patterns.simple` (tests turn it off to
@@ -370,22 +371,8 @@ def _simple_rows(tokens: list[tuple[str, ...]], book: Book, number: int, counter
                     value = None
             elif t == "inlineStr":
                 value = (unescape(inline) if "&" in inline or "\r" in inline else inline) if inline else None
-            elif not v:
-                value = None
-            elif t == "str":
-                value = unescape(v)
-            elif t == "b":
-                value = bool(int(v))
-            elif t == "e":
-                value = unescape(v)
-                errors.append(index)
-            elif t == "d":
-                from openpyxl.utils.datetime import from_ISO8601
-
-                kind = styles.get(s, PLAIN) if s else PLAIN
-                value = adjust_date(from_ISO8601(v), DATE if kind == DATE else PLAIN)
             else:
-                value = unescape(v)
+                value = _other_type(t, v, s, styles, errors, index) if v else None
         except (ValueError, IndexError, OverflowError) as exc:
             problem = f"cell {col}{number} cannot be read: {type(exc).__name__}: {exc}"
             continue
