@@ -144,11 +144,11 @@ class RecordSource(Source):
             yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self._nulls()))
 
 
-def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8") -> tuple[bytes, int]:
+def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8", *, what: str = "record of") -> tuple[bytes, int]:
     """A one-record chunk saying a record was too large to read (it goes to the DLQ with
     stage ``parse`` and its first KiB), so a giant record costs no memory."""
     text = head[:1024].decode(encoding, "backslashreplace")
-    reason = f"record of {size:,} bytes is larger than max_record_bytes={limit:,}; it was skipped"
+    reason = f"{what} {size:,} bytes, larger than max_record_bytes={limit:,}; it was skipped"
     return codec.encode(rows_kind.chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import glob
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
@@ -26,7 +27,8 @@ from .. import codec
 from ..arrow_schema import import_pyarrow
 from ..errors import ConfigError, SourceError
 from ..kinds import arrow as arrow_kind
-from .base import Source
+from ..units import parse_size
+from .base import Source, oversized_record
 
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
@@ -37,10 +39,18 @@ class ParquetSource(Source):
 
     :param columns: read only these columns (in this order); default: all of them.
     :param batch_rows: rows per record batch read from a file.
+    :param max_record_bytes: a row group whose rows average more than this, uncompressed
+        (its metadata says so before anything is read), is not decompressed: each of its
+        rows becomes a ``parse`` DLQ record saying why. A few kilobytes of Parquet can hold
+        gigabytes of text, and pyarrow inflates a row group's column whole.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, batch_rows: int = 10_000) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, batch_rows: int = 10_000,
+        max_record_bytes: int | str = "64MiB",
+    ) -> None:
         self.path = os.fspath(path)
+        self.max_record_bytes = parse_size(max_record_bytes, name="max_record_bytes")
         self.name = self.path
         self.columns = list(columns) if columns is not None else None
         if batch_rows < 1:
@@ -76,6 +86,13 @@ class ParquetSource(Source):
         pending: list[Any] = []
         size = 0
         for batch in self._batches():
+            if isinstance(batch, _Oversized):
+                if pending:
+                    yield self._chunk(pending)
+                    pending, size = [], 0
+                for _ in range(batch.rows):
+                    yield oversized_record(None, batch.row_bytes, b"", self.max_record_bytes, what=f"a row of {batch.where} averages")
+                continue
             if pending and batch.schema != pending[0].schema:
                 yield self._chunk(pending)  # an IPC stream holds one schema
                 pending, size = [], 0
@@ -98,6 +115,8 @@ class ParquetSource(Source):
         """``(None, row)`` with rows as value lists in ``fields`` order: for looking at a
         source by hand (a pipeline run ships Arrow chunks instead)."""
         for batch in self._batches():
+            if isinstance(batch, _Oversized):
+                raise SourceError(f"a row of {batch.where} averages {batch.row_bytes:,} bytes, more than max_record_bytes={self.max_record_bytes:,}")
             for row in zip(*(column.to_pylist() for column in batch.columns)):
                 yield None, list(row)
 
@@ -105,8 +124,9 @@ class ParquetSource(Source):
         return codec.encode(arrow_kind.chunk(batches, list(self.fields or [])))
 
     def _batches(self) -> Iterator[Any]:
-        """Record batches with exactly ``self.fields`` as columns, file after file."""
-        pa = import_pyarrow()
+        """Record batches with exactly ``self.fields`` as columns, file after file (or, in
+        place of a row group too large to read, an :class:`_Oversized`)."""
+        import_pyarrow()  # a clear MissingDependencyError if pyarrow is absent
         import pyarrow.parquet as pq
 
         files = self.files()
@@ -129,22 +149,42 @@ class ParquetSource(Source):
                         raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
                 self.files_read.append(path)
                 done = 0
-                batches = pf.iter_batches(batch_size=self.batch_rows, columns=wanted, use_threads=False)
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        break
-                    except Exception as exc:  # a truncated or corrupt row group
-                        raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
-                    n = batch.num_rows
-                    by_name = dict(zip(batch.schema.names, batch.columns))
-                    arrays = [
-                        by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string())
-                        for f in self.fields
-                    ]
-                    done += n
-                    yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
+                for group in range(pf.metadata.num_row_groups):
+                    meta = pf.metadata.row_group(group)
+                    row_bytes = meta.total_byte_size // max(meta.num_rows, 1)
+                    if row_bytes > self.max_record_bytes:
+                        yield _Oversized(f"row group {group} of {path}", meta.num_rows, row_bytes)
+                        done += meta.num_rows
+                        continue
+                    for batch in self._group_batches(pf, group, wanted, path, done, partitions):
+                        done += batch.num_rows
+                        yield batch
+
+    def _group_batches(self, pf: Any, group: int, wanted: list[str], path: str, done: int, partitions: dict[str, str | None]) -> Iterator[Any]:
+        pa = import_pyarrow()
+        assert self.fields is not None
+        batches = pf.iter_batches(batch_size=self.batch_rows, row_groups=[group], columns=wanted, use_threads=False)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # a truncated or corrupt row group
+                raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
+            n = batch.num_rows
+            by_name = dict(zip(batch.schema.names, batch.columns))
+            arrays = [by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string()) for f in self.fields]
+            done += n
+            yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
+
+
+@dataclass(frozen=True)
+class _Oversized:
+    """A row group too large to read: ``rows`` rows of about ``row_bytes`` each."""
+
+    where: str
+    rows: int
+    row_bytes: int
 
 
 def _partitions(relative: str) -> dict[str, str | None]:
