@@ -16,15 +16,17 @@ beyond the first file's (or ``columns``) are not read.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Iterator, Sequence
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
-from .. import codec
+from .. import codec, storage
 from ..arrow_schema import import_pyarrow
-from ..errors import ConfigError, SourceError
+from ..errors import ConfigError, FlowSchemaError, SourceError
 from ..kinds import arrow as arrow_kind
 from .base import Source
 
@@ -37,11 +39,16 @@ class ParquetSource(Source):
 
     :param columns: read only these columns (in this order); default: all of them.
     :param batch_rows: rows per record batch read from a file.
+    :param storage_options: for a URL (``s3://bucket/data/``, ``gs://…/*.parquet``): the
+        fsspec filesystem's options; files are read with ranged requests (footer, then the
+        row groups' column chunks), see :mod:`flowschema_core.storage`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, batch_rows: int = 10_000) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
+    def __init__(self, path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, batch_rows: int = 10_000,
+                 storage_options: Mapping[str, Any] | str | None = None) -> None:
+        self.path = storage.local_path(path)
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
         self.columns = list(columns) if columns is not None else None
         if batch_rows < 1:
             raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
@@ -55,6 +62,8 @@ class ParquetSource(Source):
     def files(self) -> list[tuple[str, dict[str, str | None]]]:
         """The files this source reads, in order, each with its Hive partition values."""
         path = self.path
+        if storage.is_remote(path):
+            return self._remote_files()
         if os.path.isfile(path):
             return [(path, {})]
         if os.path.isdir(path):
@@ -71,6 +80,24 @@ class ParquetSource(Source):
                 raise SourceError(f"no files match {path}")
             return [(f, {}) for f in found]
         raise SourceError(f"Parquet file not found: {path}")
+
+    def _remote_files(self) -> list[tuple[str, dict[str, str | None]]]:
+        """As :meth:`files`, on an object store: one object, a prefix ("directory") or a glob."""
+        fs, root = storage.filesystem(self.path, self.storage_options)
+        with storage.translated(self.path, "cannot list", SourceError):
+            if glob.has_magic(root):
+                found = sorted(f for f in fs.glob(root) if f.endswith(".parquet"))
+                if not found:
+                    raise SourceError(f"no .parquet files match {self.name}")
+                return [(fs.unstrip_protocol(f), {}) for f in found]
+            if fs.isfile(root):
+                return [(self.path, {})]
+            base = root.rstrip("/")
+            found = sorted(f for f in fs.find(base) if f.endswith(".parquet")
+                           and not any(part.startswith((".", "_")) for part in posixpath.relpath(f, base).split("/")))
+        if not found:
+            raise SourceError(f"Parquet file not found: {self.name} (no object, and no .parquet files under it)")
+        return [(fs.unstrip_protocol(f), _partitions(posixpath.dirname(posixpath.relpath(f, base)), "/")) for f in found]
 
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         pending: list[Any] = []
@@ -107,51 +134,66 @@ class ParquetSource(Source):
     def _batches(self) -> Iterator[Any]:
         """Record batches with exactly ``self.fields`` as columns, file after file."""
         pa = import_pyarrow()
-        import pyarrow.parquet as pq
-
         files = self.files()
         self.fields = None
         for path, partitions in files:
+            with contextlib.ExitStack() as opened:
+                pf = self._open(path, opened)
+                yield from self._file_batches(pa, pf, path, partitions)
+
+    def _open(self, path: str, opened: contextlib.ExitStack) -> Any:
+        """``path`` as a ParquetFile, closed with ``opened`` (a URL: a ranged-read file)."""
+        import pyarrow.parquet as pq
+
+        where: Any = path
+        if storage.is_remote(path):
+            where = opened.enter_context(storage.open_input(path, self.storage_options))
+            path = storage.display(path)
+        try:
+            return opened.enter_context(pq.ParquetFile(where))
+        except FlowSchemaError:
+            raise
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except Exception as exc:  # ArrowInvalid & co: not Parquet, or corrupt
+            raise SourceError(f"{path} is not a readable Parquet file: {exc}") from exc
+
+    def _file_batches(self, pa: Any, pf: Any, path: str, partitions: dict[str, str | None]) -> Iterator[Any]:
+        """The record batches of one open file, with exactly ``self.fields`` as columns."""
+        path = storage.display(path)
+        names = pf.schema_arrow.names
+        if self.fields is None:
+            self.fields = list(self.columns) if self.columns is not None else [*names, *(k for k in partitions if k not in names)]
+        wanted = [f for f in self.fields if f in names]
+        if self.columns is not None:
+            missing = [c for c in self.columns if c not in names and c not in partitions]
+            if missing:
+                raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
+        self.files_read.append(path)
+        done = 0
+        batches = pf.iter_batches(batch_size=self.batch_rows, columns=wanted, use_threads=False)
+        while True:
             try:
-                pf = pq.ParquetFile(path)
-            except OSError as exc:
-                raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            except Exception as exc:  # ArrowInvalid & co: not Parquet, or corrupt
-                raise SourceError(f"{path} is not a readable Parquet file: {exc}") from exc
-            with pf:
-                names = pf.schema_arrow.names
-                if self.fields is None:
-                    self.fields = list(self.columns) if self.columns is not None else [*names, *(k for k in partitions if k not in names)]
-                wanted = [f for f in self.fields if f in names]
-                if self.columns is not None:
-                    missing = [c for c in self.columns if c not in names and c not in partitions]
-                    if missing:
-                        raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
-                self.files_read.append(path)
-                done = 0
-                batches = pf.iter_batches(batch_size=self.batch_rows, columns=wanted, use_threads=False)
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        break
-                    except Exception as exc:  # a truncated or corrupt row group
-                        raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
-                    n = batch.num_rows
-                    by_name = dict(zip(batch.schema.names, batch.columns))
-                    arrays = [
-                        by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string())
-                        for f in self.fields
-                    ]
-                    done += n
-                    yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
+                batch = next(batches)
+            except StopIteration:
+                break
+            except Exception as exc:  # a truncated or corrupt row group
+                raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
+            n = batch.num_rows
+            by_name = dict(zip(batch.schema.names, batch.columns))
+            arrays = [
+                by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string())
+                for f in self.fields
+            ]
+            done += n
+            yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
 
 
-def _partitions(relative: str) -> dict[str, str | None]:
+def _partitions(relative: str, separator: str = os.sep) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     if relative in ("", "."):
         return out
-    for part in relative.split(os.sep):
+    for part in relative.split(separator):
         key, sep, value = part.partition("=")
         if sep:
             out[unquote(key)] = None if value == _NULL_PARTITION else unquote(value)
