@@ -113,7 +113,12 @@ def local_path(location: str | os.PathLike[str]) -> str:
 
 def display(location: str) -> str:
     """How a location is shown (run report, DLQ ``source``, messages): URLs redacted."""
-    return redact_url(location) if "://" in location else location
+    if "://" not in location:
+        return location
+    parts = urlsplit(location)
+    if "@" not in parts.netloc and not parts.query:
+        return location  # nothing secret in it (and redact_url would re-quote an s3 path's "=")
+    return redact_url(location)
 
 
 def options(value: Mapping[str, Any] | str | None) -> dict[str, Any]:
