@@ -325,11 +325,11 @@ def test_the_cli_reads_and_writes_s3_urls(tmp_path, items_csv, s3, s3_bucket):
     assert without_source(dlq_without_run_fields(tmp_path / "remote.dlq.jsonl")) == without_source(dlq_without_run_fields(tmp_path / "dlq.jsonl"))
 
 
-def test_the_cli_says_in_one_line_when_an_object_is_missing(s3, s3_bucket, monkeypatch, capsys):
-    for name, value in s3.env().items():
-        monkeypatch.setenv(name, value)
-    status = cli.main(["run", f"s3://{s3_bucket}/in/nope.csv", "--model", "tests.integration.pipeline_models:Item",
-                       "--sink", f"s3://{s3_bucket}/x.jsonl", "--executor", "inline", "--quiet"])
+def test_the_cli_says_in_one_line_when_an_object_is_missing(s3, s3_bucket, capsys):
+    options = "storage_options=" + json.dumps(s3.storage_options())  # as JSON text, not from the environment
+    status = cli.main(["run", f"s3://{s3_bucket}/in/nope.csv", "--model", "tests.integration.pipeline_models:Item", "--source-option", options,
+                       "--sink", f"s3://{s3_bucket}/x.jsonl", "--sink-option", options,
+                       "--executor", "inline", "--quiet"])
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert err == (f"flowschema: error: cannot open s3://{s3_bucket}/in/nope.csv: not found ({s3_bucket}/in/nope.csv); "
