@@ -17,9 +17,10 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -165,16 +166,38 @@ def test_a_run_stopped_by_max_invalid_leaves_no_sink_object(tmp_path, items_csv,
     assert pending_uploads(s3, s3_bucket) == []
 
 
-def test_a_run_failing_mid_source_leaves_nothing_under_the_final_names(tmp_path, s3, s3_bucket):
+class WaitForUpload(fs.Hook):
+    """At record ``id == at`` (run inline, so in this process), wait until the sink's
+    multipart upload has parts on the server, and note what the server showed."""
+
+    seen: ClassVar[list[list[str]]] = []
+
+    def __init__(self, endpoint: S3Endpoint, bucket: str, at: int) -> None:
+        self.endpoint, self.bucket, self.at = endpoint, bucket, at
+
+    def before_validate(self, record: dict) -> dict:
+        if record.get("id") == self.at:
+            deadline = time.monotonic() + 60
+            while not pending_uploads(self.endpoint, self.bucket) and time.monotonic() < deadline:
+                time.sleep(0.05)  # the driver thread writes the chunks before this one meanwhile
+            WaitForUpload.seen.append(pending_uploads(self.endpoint, self.bucket) + keys(self.endpoint, self.bucket))
+        return record
+
+
+def test_a_run_failing_mid_source_leaves_nothing_under_the_final_names(s3, s3_bucket, monkeypatch):
+    monkeypatch.setattr(storage, "PART_BYTES", 16 << 10)  # parts go up mid-run (S3's 5 MiB minimum is checked on complete only)
     good = ",".join(json.dumps({"id": i, "name": f"item {i}", "price": "1.5"}) for i in range(1, 2001))
     url = put(s3, s3_bucket, "in/broken.json", f"[{good}, {{\"id\": 1,".encode())  # cut off mid-element
     options = s3.storage_options()
-    sink = fs.ParquetSink(f"s3://{s3_bucket}/out.parquet", storage_options=options)
+    sink = fs.JSONLSink(f"s3://{s3_bucket}/out.jsonl", storage_options=options)
     errors = fs.JSONLSink(f"s3://{s3_bucket}/dlq.jsonl", storage_options=options)
+    WaitForUpload.seen.clear()
     with pytest.raises(SourceError, match="not valid JSON"):
-        fs.Pipeline(fs.JSONSource(url, storage_options=options), Item, sink, errors, executor="inline", chunk_bytes="2KiB").run()
-    assert keys(s3, s3_bucket) == ["in/broken.json"]
-    assert pending_uploads(s3, s3_bucket) == []
+        fs.Pipeline(fs.JSONSource(url, storage_options=options), Item, sink, errors, executor="inline", chunk_bytes="8KiB",
+                    hooks=[WaitForUpload(s3, s3_bucket, at=1500)]).run()
+    assert WaitForUpload.seen == [["out.jsonl", "in/broken.json"]]  # mid-run: the sink's upload is under way, invisible
+    assert keys(s3, s3_bucket) == ["in/broken.json"]  # after: no output, no DLQ ...
+    assert pending_uploads(s3, s3_bucket) == []  # ... and no parts left behind
 
 
 def test_a_multipart_upload_is_invisible_until_commit_and_gone_after_abort(s3, s3_bucket):
