@@ -9,6 +9,7 @@
                size(url)         bytes, from one HEAD
                open_output(url)  a StagedOutput: write() … commit() | abort()
                    s3://    a multipart upload to the final key, completed on commit()
+                            (MultipartUpload: parts from any process, completed by one)
                    others   a staging object beside the final one, moved into place on commit()
 
 Nothing appears under an output's final name before ``commit()``; ``abort()`` (a failed or
@@ -37,7 +38,8 @@ import json
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -281,14 +283,66 @@ def open_output(location: str, storage_options: Mapping[str, Any] | None = None,
     kind = scheme(location)
     if kind in ("http", "https"):
         raise ConfigError(f"{display(location)}: FlowSchema cannot write to an http(s) URL; write to a file or an object store (s3://, gs://, az://)")
-    fs, path = filesystem(location, storage_options)
     if kind in ("s3", "s3a"):
-        return MultipartOutput(fs, path, location)
+        filesystem(location, storage_options)  # the extra is installed and the options are accepted: say so now, not at commit
+        return MultipartOutput(location, storage_options)
+    fs, path = filesystem(location, storage_options)
     return MovedOutput(fs, path, location)
 
 
+@dataclass(frozen=True)
+class MultipartUpload:
+    """One S3 multipart upload, named by its URL and upload id: small and picklable, so
+    parts can be uploaded from other processes (Ray actors) and completed by one.
+
+    ``begin`` → ``upload_part`` (any process, any order; every part but the last at least
+    5 MiB, numbers 1..10,000) → ``complete`` (the object appears, parts in number order)
+    or ``abort`` (the parts are deleted). Errors are SinkErrors naming the URL.
+    """
+
+    url: str
+    upload_id: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def begin(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> MultipartUpload:
+        """Start an upload to ``url`` (nothing is visible under it until :meth:`complete`)."""
+        created = _s3_call(url, storage_options, "cannot write", "create_multipart_upload")
+        return cls(url, created["UploadId"], dict(storage_options or {}))
+
+    def upload_part(self, number: int, body: bytes) -> dict[str, Any]:
+        """Upload part ``number``; return what :meth:`complete` needs of it."""
+        done = _s3_call(self.url, self.storage_options, "cannot write", "upload_part", UploadId=self.upload_id, PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": done["ETag"]}
+
+    def complete(self, parts: Sequence[Mapping[str, Any]]) -> None:
+        """Make the object appear, made of ``parts`` (from :meth:`upload_part`) in number order."""
+        ordered = sorted(parts, key=lambda part: int(part["PartNumber"]))
+        _s3_call(self.url, self.storage_options, "cannot commit", "complete_multipart_upload", UploadId=self.upload_id,
+                 MultipartUpload={"Parts": [dict(part) for part in ordered]})
+
+    def abort(self) -> None:
+        """Delete the parts (best effort: an unreachable store keeps them invisible until a
+        lifecycle rule removes them; the run's own error is what the user must see)."""
+        with contextlib.suppress(Exception):
+            _s3_call(self.url, self.storage_options, "cannot abort", "abort_multipart_upload", UploadId=self.upload_id)
+
+
+def _s3_call(url: str, storage_options: Mapping[str, Any] | None, doing: str, method: str, **kwargs: Any) -> Any:
+    """One S3 API call on ``url``'s bucket and key, through s3fs's client."""
+    fs, path = filesystem(url, storage_options)
+    bucket, key, _ = fs.split_path(path)
+    if not key:
+        raise ConfigError(f"{display(url)}: give an object key after the bucket (s3://bucket/path/name.ext)")
+    with translated(url, doing, SinkError):
+        result = fs.call_s3(method, Bucket=bucket, Key=key, **kwargs)
+    if method in ("complete_multipart_upload", "put_object"):
+        fs.invalidate_cache(path)  # a later listing or size() must see the new object
+    return result
+
+
 class MultipartOutput:
-    """An S3 object written as a multipart upload, completed on :meth:`commit`.
+    """An S3 object written as a :class:`MultipartUpload`, completed on :meth:`commit`.
 
     Bytes gather in one part buffer (:data:`PART_BYTES`, growing every 1,000 parts); each
     full part is uploaded as it fills, so memory stays one part whatever the size. Before
@@ -297,14 +351,11 @@ class MultipartOutput:
     commit instead. :meth:`abort` sends ``AbortMultipartUpload``.
     """
 
-    def __init__(self, fs: Any, path: str, url: str) -> None:
-        self._fs, self.url = fs, url
-        self.bucket, self.key, _ = fs.split_path(path)
-        if not self.key:
-            raise ConfigError(f"{display(url)}: give an object key after the bucket (s3://bucket/path/name.ext)")
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url, self._options = url, dict(storage_options or {})
         self._buffer = bytearray()
         self._parts: list[dict[str, Any]] = []
-        self._upload_id: str | None = None
+        self._upload: MultipartUpload | None = None
         self._written = 0
         self.closed = False
 
@@ -328,46 +379,34 @@ class MultipartOutput:
     def _part_size(self) -> int:
         return PART_BYTES * (1 + len(self._parts) // 1000)
 
-    def _call(self, method: str, **kwargs: Any) -> Any:
-        with translated(self.url, "cannot write", SinkError):
-            return self._fs.call_s3(method, Bucket=self.bucket, Key=self.key, **kwargs)
-
     def _upload_part(self, body: bytes) -> None:
-        if self._upload_id is None:
-            self._upload_id = self._call("create_multipart_upload")["UploadId"]
-        number = len(self._parts) + 1
-        done = self._call("upload_part", UploadId=self._upload_id, PartNumber=number, Body=body)
-        self._parts.append({"PartNumber": number, "ETag": done["ETag"]})
+        if self._upload is None:
+            self._upload = MultipartUpload.begin(self.url, self._options)
+        self._parts.append(self._upload.upload_part(len(self._parts) + 1, body))
 
     def commit(self) -> None:
         if self.closed:
             return
         try:
-            if self._upload_id is None:
-                self._call("put_object", Body=bytes(self._buffer))
+            if self._upload is None:
+                _s3_call(self.url, self._options, "cannot write", "put_object", Body=bytes(self._buffer))
             else:
                 if self._buffer:
                     self._upload_part(bytes(self._buffer))
-                with translated(self.url, "cannot commit", SinkError):
-                    self._fs.call_s3("complete_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self._upload_id,
-                                     MultipartUpload={"Parts": self._parts})
-                self._upload_id = None
+                self._upload.complete(self._parts)
+                self._upload = None
         except BaseException:
             self.abort()
             raise
         self.closed = True
         self._buffer = bytearray()
-        self._fs.invalidate_cache(f"{self.bucket}/{self.key}")
 
     def abort(self) -> None:
         self.closed = True
         self._buffer = bytearray()
-        upload, self._upload_id = self._upload_id, None
+        upload, self._upload = self._upload, None
         if upload is not None:
-            # Best effort: if the store is unreachable the parts stay invisible until a
-            # lifecycle rule removes them; the run's own error is what the user must see.
-            with contextlib.suppress(Exception):
-                self._fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=upload)
+            upload.abort()
 
     def close(self) -> None:
         """Closing without :meth:`commit` discards: there is no partial upload to resume."""

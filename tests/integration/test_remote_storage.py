@@ -14,6 +14,7 @@ import http.server
 import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 import threading
@@ -213,6 +214,21 @@ def test_a_multipart_upload_is_invisible_until_commit_and_gone_after_abort(s3, s
         assert pending_uploads(s3, s3_bucket) == []
         assert get(s3, s3_bucket, "big.bin") == (data if commit else b"the old object")
     assert storage.size(url, s3.storage_options()) == len(data)
+
+
+def test_parts_of_one_upload_can_come_from_elsewhere_in_any_order(s3, s3_bucket):
+    url, options = f"s3://{s3_bucket}/parts.bin", s3.storage_options()
+    upload = storage.MultipartUpload.begin(url, options)
+    first, last = os.urandom(5 << 20), b"the short last part"
+    elsewhere = pickle.loads(pickle.dumps(upload))  # what another process (a Ray actor) would receive
+    parts = [elsewhere.upload_part(2, last), upload.upload_part(1, first)]
+    assert keys(s3, s3_bucket) == [] and pending_uploads(s3, s3_bucket) == ["parts.bin"]
+    upload.complete(parts)
+    assert get(s3, s3_bucket, "parts.bin") == first + last and pending_uploads(s3, s3_bucket) == []
+    doomed = storage.MultipartUpload.begin(f"s3://{s3_bucket}/doomed.bin", options)
+    doomed.upload_part(1, b"x")
+    doomed.abort()
+    assert keys(s3, s3_bucket) == ["parts.bin"] and pending_uploads(s3, s3_bucket) == []
 
 
 def test_an_output_on_another_fsspec_store_is_moved_into_place_on_commit():
