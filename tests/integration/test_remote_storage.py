@@ -374,3 +374,16 @@ def test_the_cli_says_in_one_line_when_an_object_is_missing(s3, s3_bucket, capsy
     assert err == (f"flowschema: error: cannot open s3://{s3_bucket}/in/nope.csv: not found ({s3_bucket}/in/nope.csv); "
                    "check the bucket (container) and the key\n")
     assert keys(s3, s3_bucket) == []
+
+
+def test_a_config_file_gives_storage_options_as_tables(tmp_path, items_csv, s3, s3_bucket, capsys):
+    src = put(s3, s3_bucket, "in/items.csv", items_csv.read_bytes())
+    run(fs.CSVSource(items_csv), fs.CSVSink(tmp_path / "out.csv"), fs.JSONLSink(tmp_path / "dlq.jsonl"))
+    options = (f'storage_options = {{ key = "{s3.key}", secret = "{s3.secret}", '
+               f'client_kwargs = {{ endpoint_url = "{s3.endpoint_url}", region_name = "us-east-1" }} }}')
+    (tmp_path / "job.toml").write_text(f'model = "tests.integration.pipeline_models:Item"\nexecutor = "inline"\nchunk_bytes = "2KiB"\n'
+                                       f'quiet = true\n[source]\npath = "{src}"\n{options}\n'
+                                       f'[sink]\npath = "s3://{s3_bucket}/out/items.csv"\n{options}\n')
+    assert cli.main(["run", "--config", str(tmp_path / "job.toml")]) == 0, capsys.readouterr().err
+    assert get(s3, s3_bucket, "out/items.csv") == (tmp_path / "out.csv").read_bytes()
+    assert keys(s3, s3_bucket) == ["in/items.csv", "out/items.csv", "out/items.errors.jsonl"]  # the DLQ beside the sink, same options
