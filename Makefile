@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint bench docs clean
 
-$(STAMP): pyproject.toml
+# constraints-dev.txt pins the S3 test stack, which pip cannot resolve alone in time.
+$(STAMP): pyproject.toml constraints-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[dev]" -c constraints-dev.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
