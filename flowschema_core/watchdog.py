@@ -105,10 +105,10 @@ class Watch:
 
 def mark_stuck(blob: bytes, index: int, reason: str) -> bytes:
     """The chunk ``blob`` again, with record ``index`` marked: a worker sends it to the
-    DLQ with ``reason`` instead of running it."""
+    DLQ with ``reason`` instead of running it. The blob's result allowance stays."""
     chunk = codec.decode(blob)
     chunk.setdefault("stuck", {})[index] = reason
-    return codec.encode(chunk)[0]
+    return codec.with_allowance(codec.encode(chunk)[0], codec.allowance_of(blob))
 
 
 def timeout_reason(timeout: float) -> str:
