@@ -3,8 +3,8 @@
 A chunk costs the budget its input and its result: the msgpack payload of the chunk,
 ``n`` bytes, plus an allowance ``a`` for the payload of the result a worker builds from
 it (valid rows in the sink's form and DLQ lines, often 2-3x the input). The reader calls
-``acquire(n + a)`` before it submits the chunk, telling the worker ``a``; the driver
-calls ``release(n + a)`` once that chunk's results have reached the sinks. ``acquire``
+``acquire(n, result=a)`` before it submits the chunk, telling the worker ``a``; the
+driver calls ``release(n, result=a)`` once that chunk's results have reached the sinks. ``acquire``
 blocks while ``in_flight + n + a > limit``, so everything between the reader and the
 sinks (queues, workers, results, the reorder buffer) stays inside the budget.
 
@@ -37,6 +37,7 @@ class ByteLedger:
         self._in_flight = 0
         self._held = 0  # number of acquisitions not yet released
         self._reserved = 0  # bytes held for the whole run (see reserve), part of _in_flight
+        self._inputs = 0  # the chunks' input bytes, part of _in_flight (their result allowances are the rest)
         self.peak = 0
         self.waits = 0
         self.blocked_s = 0.0
@@ -56,14 +57,21 @@ class ByteLedger:
             return self.blocked_s + (time.perf_counter() - since if since is not None else 0.0)
 
     @property
+    def input_in_flight(self) -> int:
+        """The input bytes of the chunks in flight, without their result allowances."""
+        return self._inputs
+
+    @property
     def outstanding(self) -> int:
         """Acquisitions not yet released (0 at the end of a clean run)."""
         return self._held
 
-    def acquire(self, n: int, timeout: float | None = None) -> bool:
-        """Reserve ``n`` bytes; block until they fit. Return False on timeout or close."""
-        if n < 0:
-            raise ValueError(f"cannot acquire a negative byte count ({n})")
+    def acquire(self, n: int, timeout: float | None = None, *, result: int = 0) -> bool:
+        """Reserve ``n`` input bytes and ``result`` bytes for the chunk's result; block
+        until they fit. Return False on timeout or close."""
+        if n < 0 or result < 0:
+            raise ValueError(f"cannot acquire a negative byte count ({n}, {result})")
+        inputs, n = n, n + result
         with self._cond:
             if not self._fits(n):
                 self.waits += 1
@@ -81,6 +89,7 @@ class ByteLedger:
             if self._closed:
                 return False
             self._in_flight += n
+            self._inputs += inputs
             self._held += 1
             self.peak = max(self.peak, self._in_flight)
             return True
@@ -107,12 +116,13 @@ class ByteLedger:
             self._in_flight -= n
             self._cond.notify_all()
 
-    def release(self, n: int) -> None:
-        """Return ``n`` bytes of credit (a chunk's results reached the sinks)."""
+    def release(self, n: int, *, result: int = 0) -> None:
+        """Return the credit of a chunk whose results reached the sinks: what it acquired."""
         with self._cond:
-            if n > self._in_flight or self._held == 0:
-                raise RuntimeError(f"released {n} bytes but only {self._in_flight} are in flight")
-            self._in_flight -= n
+            if n + result > self._in_flight or n > self._inputs or self._held == 0:
+                raise RuntimeError(f"released {n + result} bytes but only {self._in_flight} are in flight")
+            self._in_flight -= n + result
+            self._inputs -= n
             self._held -= 1
             self._cond.notify_all()
 

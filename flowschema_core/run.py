@@ -9,10 +9,10 @@ so that :class:`~flowschema_core.pipeline.Pipeline` stays configuration.
     ─────────────                           ─────────────────────────────
     for blob, n in source.chunks():         for future, n, a, blob in submitted (FIFO):
         a = allowance.of(n)                     result = future.result()   (split on crash
-        ledger.acquire(n + a) ◄─ blocks ─┐                                  or result too large)
+        ledger.acquire(n, a)  ◄─ blocks ─┐                                  or result too large)
         blob = with_allowance(blob, a)   │      sink.write(valid rows); dlq.write(errors)
         future = executor.submit(blob)   │
-        submitted.put(future, n, a, blob)└───── ledger.release(n + a)
+        submitted.put(future, n, a, blob)└───── ledger.release(n, a)
 
 A chunk reserves its input ``n`` and an allowance ``a`` for its result (see
 :mod:`flowschema_core.ledger`), and credits come back only after its results reached the
@@ -244,7 +244,7 @@ class Run:
                 if index < self.skip_chunks:
                     continue  # already in the sinks, says the checkpoint
                 allowance = self.allowance.of(n, ledger.limit - ledger.reserved - n)
-                if self.stop.is_set() or not ledger.acquire(n + allowance):
+                if self.stop.is_set() or not ledger.acquire(n, result=allowance):
                     return
                 report.chunks += 1
                 report.bytes_read += n
@@ -268,7 +268,7 @@ class Run:
                 raise FlowSchemaError(f"reading {self.source.name} failed: {type(item).__name__}: {item}") from item
             future, n, allowance, blob, position = item
             self._settle(future, blob, n, allowance)
-            self.ledger.release(n + allowance)
+            self.ledger.release(n, result=allowance)
             self.chunks_done += 1
             self.source_position = position
             if self.store is not None and self.sink.commits_chunks:

@@ -128,3 +128,25 @@ def test_a_driver_killed_while_chunks_are_split_resumes_to_the_same_output(items
     # so a resumed run's count is larger than an uninterrupted one's whether or not it split.)
     assert report.rows_read == ROWS and report.resumed_from_record > 0
     assert report.result_splits >= 1
+
+
+def test_excel_results_are_split_beside_the_workers_shared_strings(tmp_path) -> None:
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    sheet = wb.active
+    sheet.append(["id", "name", "price", "note"])
+    for i in range(1, 2_001):
+        sheet.append([i, f"name {i % 300}", -1 if i % 97 == 0 else i + 0.5, None])  # every 97th: a negative price
+    wb.save(tmp_path / "items.xlsx")
+    runs = {}
+    for executor in ("inline", fs.MultiprocessingExecutor(workers=2)):
+        name = "inline" if executor == "inline" else "proc"
+        runs[name] = run_to_jsonl(tmp_path, name, fs.ExcelSource(tmp_path / "items.xlsx", reader="fast"), Item, executor,
+                                  chunk_bytes="16KiB", max_bytes_in_flight="512KiB", hooks=[Expand(100)])  # cells are small beside their XML
+    (report, out, dlq), (_, ref_out, ref_dlq) = runs["proc"], runs["inline"]
+    assert "read with the fast reader" in report.notes[0]  # each worker holds the shared strings: reserved in the ledger
+    assert report.result_splits > 0
+    assert report.peak_bytes_in_flight <= report.max_bytes_in_flight
+    assert (out, dlq) == (ref_out, ref_dlq)
+    assert [(d["record"], d["line"]) for d in dlq] == [(i, i + 1) for i in range(97, 2_001, 97)]
