@@ -321,16 +321,15 @@ class Run:
 
     def _split_too_large(self, blob: bytes, n: int, allowance: int, size: int) -> None:
         self.allowance.observe(n, size)
-        self.report.result_splits += 1
         chunk = codec.decode(blob)
         halves = kind_of(chunk).split(chunk)
         if halves is None:  # one record (the worker lets those through; this kind could not split it)
             unlimited = codec.with_allowance(blob, None)
             self._settle(self.executor.submit(unlimited), unlimited, n, allowance)
             return
+        self.report.result_splits += 1
         log.info("splitting a chunk whose result (%d bytes) outgrew its allowance of %d; the ratio is now %.2f",
                  size, allowance, self.allowance.ratio)
-        del chunk, blob
         for half in halves:  # one after the other, so that each may use the whole allowance
             piece, piece_n = codec.encode(half)
             piece = codec.with_allowance(piece, allowance)
