@@ -274,4 +274,4 @@ def test_marking_a_stuck_record_keeps_the_allowance():
     blob = codec.with_allowance(codec.encode({"kind": "rows", "rows": [[1], [2]]})[0], 4096)
     marked = mark_stuck(blob, 1, "too slow")
     assert codec.allowance_of(marked) == 4096
-    assert codec.decode(marked)["stuck"] == {1: "too slow"}
+    assert codec.decode(marked)["stuck"] == {1: ["record_timeout", "too slow"]}
