@@ -77,8 +77,10 @@ class CheckpointStore:
             os.close(fd)
 
 
-#: RunReport fields a checkpoint carries over to the resumed run.
-PROGRESS_FIELDS = ("rows_read", "rows_valid", "rows_invalid", "rows_filtered", "invalid_by_stage", "chunks", "bytes_read")
+#: RunReport fields a checkpoint carries over to the resumed run (a checkpoint written
+#: before one was added resumes with that one at its default).
+PROGRESS_FIELDS = ("rows_read", "rows_valid", "rows_invalid", "rows_filtered", "invalid_by_stage", "chunks", "bytes_read",
+                   "result_bytes", "result_splits")
 
 
 def fingerprint(pipeline: Pipeline) -> dict[str, Any]:

@@ -2,10 +2,14 @@
 
 ::
 
-    blob = b"FS" + version + flags  |  lz4.block(msgpack_payload)   (flags bit 0: compressed)
+    blob = b"FS" + version + flags  [+ allowance]  |  lz4.block(msgpack_payload)
+           flags bit 0: compressed; bit 1: an 8-byte little-endian result allowance follows
 
 The ledger counts ``len(msgpack_payload)``, the uncompressed size, because that is what a
-worker holds in memory once it has decoded the chunk. Data never travels as pickle, so a
+worker holds in memory once it has decoded the chunk. The allowance is the most result
+payload bytes the driver reserved for the chunk (:func:`with_allowance`): the reader puts
+it in front of a blob the source already encoded, so the driver never re-encodes a chunk
+to say it. Data never travels as pickle, so a
 worker cannot be made to run code by the bytes it reads.
 
 Values beyond msgpack's own types travel as extension types and come back exactly:
@@ -19,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import enum
+import struct
 import uuid
 from typing import Any
 
@@ -28,8 +33,13 @@ import msgpack
 from .errors import CodecError
 
 MAGIC = b"FS"
-VERSION = 1
+# 2: the result allowance (flags bit 1). A worker of version 1 would read those 8 bytes as
+# the payload; a version mismatch is refused with a clear message instead.
+VERSION = 2
 _COMPRESSED = 1
+_ALLOWANCE = 2
+_HEADER = 4
+_ALLOWANCE_FIELD = struct.Struct("<Q")
 # Below this size LZ4 saves too little to pay for itself.
 _MIN_COMPRESS = 512
 
@@ -114,16 +124,44 @@ def frame(payload: bytes) -> bytes:
     return MAGIC + bytes((VERSION, _COMPRESSED)) + lz4.block.compress(payload, store_size=True)
 
 
-def unframe(blob: bytes) -> bytes:
-    """Inverse of :func:`frame`: return the msgpack payload."""
-    if len(blob) < 4 or blob[:2] != MAGIC:
+def with_allowance(blob: bytes, allowance: int | None) -> bytes:
+    """The framed ``blob`` again, telling its worker that its result payload may be at
+    most ``allowance`` bytes (None: no limit). One copy of the compressed bytes, no
+    re-encoding."""
+    start = _body_start(blob)
+    flags = blob[3] & ~_ALLOWANCE
+    if allowance is None:
+        return b"".join((blob[:3], bytes((flags,)), memoryview(blob)[start:]))
+    return b"".join((blob[:3], bytes((flags | _ALLOWANCE,)), _ALLOWANCE_FIELD.pack(allowance), memoryview(blob)[start:]))
+
+
+def allowance_of(blob: bytes) -> int | None:
+    """The result allowance :func:`with_allowance` put in ``blob`` (None: none)."""
+    _body_start(blob)  # checks the header
+    if blob[3] & _ALLOWANCE:
+        return int(_ALLOWANCE_FIELD.unpack_from(blob, _HEADER)[0])
+    return None
+
+
+def _body_start(blob: bytes) -> int:
+    """Where the (compressed) payload of a framed blob starts; checks the header."""
+    if len(blob) < _HEADER or blob[:2] != MAGIC:
         raise CodecError("not a FlowSchema chunk (bad magic bytes)")
     if blob[2] != VERSION:
         raise CodecError(
             f"chunk has wire format version {blob[2]}, this FlowSchema speaks {VERSION}; "
             "install the same FlowSchema version on the driver and the workers"
         )
-    body = memoryview(blob)[4:]
+    if blob[3] & _ALLOWANCE:
+        if len(blob) < _HEADER + _ALLOWANCE_FIELD.size:
+            raise CodecError("corrupt chunk: its header announces a result allowance it does not hold")
+        return _HEADER + _ALLOWANCE_FIELD.size
+    return _HEADER
+
+
+def unframe(blob: bytes) -> bytes:
+    """Inverse of :func:`frame` (and of :func:`with_allowance`): return the msgpack payload."""
+    body = memoryview(blob)[_body_start(blob):]
     if blob[3] & _COMPRESSED:
         try:
             return lz4.block.decompress(body)

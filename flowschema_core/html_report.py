@@ -122,6 +122,7 @@ def _time_table(r: RunReport) -> str:
     rows = [
         ("wall time", f"{r.elapsed_s:,.2f} s"), ("rows per second", f"{r.rows_per_s:,.0f}"),
         ("chunks", f"{r.chunks:,}"), ("bytes read", format_size(r.bytes_read)),
+        ("result bytes", format_size(r.result_bytes)), ("chunks split to fit their results", f"{r.result_splits:,}"),
         ("byte budget", format_size(r.max_bytes_in_flight)), ("peak bytes in flight", format_size(r.peak_bytes_in_flight) + budget_share),
         ("reader blocked by the budget", f"{r.blocked_s:,.2f} s ({r.backpressure_waits:,} waits)"),
         ("peak RSS of the process tree", format_size(r.peak_rss_bytes)),

@@ -38,7 +38,8 @@ class Pipeline:
     rest to ``errors`` (the DLQ) with the reason.
 
     :param max_bytes_in_flight: the byte budget, e.g. ``"256MB"``; msgpack bytes of the
-        chunks between the reader and the sinks never exceed it (a lone larger chunk aside).
+        chunks between the reader and the sinks, their results included, never exceed it
+        (a lone larger chunk, and one record's oversized result, aside: docs/budget.md).
     :param chunk_bytes: about how many msgpack bytes go in one chunk.
     :param executor: ``"process"`` (default), ``"inline"``, ``"ray"`` or an Executor.
     :param hooks: :class:`Hook` objects, or callables taken as ``before_validate`` hooks.

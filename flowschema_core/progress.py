@@ -94,9 +94,10 @@ def snapshot(run: Run, elapsed: float, final: bool) -> ProgressSnapshot:
     fraction = None
     if read_fraction is not None:
         # The reader runs ahead of the sinks by up to the whole budget: only the share of
-        # the chunks read whose results are written counts as done.
+        # the chunks read whose results are written counts as done (inputs only: the
+        # budget also holds the chunks' result allowances).
         sent = report.bytes_read
-        fraction = read_fraction * ((sent - in_flight) / sent if sent else 0.0)
+        fraction = read_fraction * ((sent - ledger.input_in_flight) / sent if sent else 0.0)
     rows = report.rows_read
     return ProgressSnapshot(
         elapsed_s=elapsed,

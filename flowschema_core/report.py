@@ -28,7 +28,9 @@ class RunReport:
     rows_filtered: int = 0
     invalid_by_stage: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
-    bytes_read: int = 0
+    bytes_read: int = 0  # msgpack payload bytes of the chunks read (the input the budget counts)
+    result_bytes: int = 0  # msgpack payload bytes of the chunks' results (what workers sent back)
+    result_splits: int = 0  # chunks split because their result outgrew its share of the budget
     max_bytes_in_flight: int = 0
     peak_bytes_in_flight: int = 0
     backpressure_waits: int = 0
@@ -114,7 +116,8 @@ class RunReport:
             f"{self.workers} workers ({self.executor}), {self.worker_restarts} restarts"
             + (f", {self.record_timeouts} records past record_timeout" if self.record_timeouts else ""),
             f"  peak bytes in flight {format_size(self.peak_bytes_in_flight)} of a {format_size(self.max_bytes_in_flight)} budget; "
-            f"reader blocked {self.blocked_s:.2f} s",
+            f"reader blocked {self.blocked_s:.2f} s"
+            + (f"; {self.result_splits} chunks split to keep their results within it" if self.result_splits else ""),
             f"  peak RSS of the process tree {format_size(self.peak_rss_bytes)}",
         ])
 

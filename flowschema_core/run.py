@@ -5,20 +5,31 @@ so that :class:`~flowschema_core.pipeline.Pipeline` stays configuration.
 
 ::
 
-    reader thread                         main thread (completion loop)
-    ─────────────                         ─────────────────────────────
-    for blob, n in source.chunks():       for future, n, blob in submitted (FIFO):
-        ledger.acquire(n)   ◄─ blocks ─┐      result = future.result()   (split on crash)
-        future = executor.submit(blob) │      sink.write(valid rows); dlq.write(errors)
-        submitted.put(future, n, blob) └───── ledger.release(n)
+    reader thread                           main thread (completion loop)
+    ─────────────                           ─────────────────────────────
+    for blob, n in source.chunks():         for future, n, a, blob in submitted (FIFO):
+        a = allowance.of(n)                     result = future.result()   (split on crash
+        ledger.acquire(n, a)  ◄─ blocks ─┐                                  or result too large)
+        blob = with_allowance(blob, a)   │      sink.write(valid rows); dlq.write(errors)
+        future = executor.submit(blob)   │
+        submitted.put(future, n, a, blob)└───── ledger.release(n, a)
 
-Credits come back only after a chunk's results reached the sinks, so everything in
-between (executor queues, workers, finished results waiting for an earlier chunk) stays
-inside ``max_bytes_in_flight``. Results are written strictly in source order, which makes
-record numbers exact and lets a checkpoint say "everything up to record N is written".
+A chunk reserves its input ``n`` and an allowance ``a`` for its result (see
+:mod:`flowschema_core.ledger`), and credits come back only after its results reached the
+sinks, so everything in between (executor queues, workers, finished results waiting for
+an earlier chunk) stays inside ``max_bytes_in_flight``. Results are written strictly in
+source order, which makes record numbers exact and lets a checkpoint say "everything up
+to record N is written".
 
 A chunk that keeps killing its worker is split in halves until the record responsible
 stands alone; that record goes to the DLQ with stage ``worker``, the rest is processed.
+Its halves run at once, sharing its allowance in proportion to their size. A chunk whose
+result would outgrow its allowance comes back as its size only: the ratio is raised from
+it, and the chunk is split in halves that run one after the other, each with the whole
+allowance (the first half is written before the second is sent), until each piece fits
+or holds one record. Either way the records of the halves are written in order and the
+chunk still counts as one for ``chunks`` and the checkpoint; hooks run again for the
+records of a chunk that was split.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from .dlq import DLQ_FIELDS, ChunkError, ChunkResult
 from .error_groups import ErrorGroups
 from .errors import AccountingError, FlowSchemaError, InvalidRecordsError, WorkerCrashedError
 from .kinds import kind_of
-from .ledger import ByteLedger
+from .ledger import ByteLedger, ResultAllowance
 from .report import RunReport
 from .sinks.base import Sink
 from .sinks.jsonl import JSONLSink
@@ -81,6 +92,7 @@ class Run:
         self.skip_chunks = 0  # chunks a resumed run must not read again
         self.source_position: Any = None  # the source's position after the chunks done (if it can seek)
         self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
+        self.allowance = ResultAllowance()  # result bytes a chunk reserves beside its input
         self.submitted: queue.Queue[Any] = queue.Queue()
         self.stop = threading.Event()
         self.reader: threading.Thread | None = None
@@ -100,7 +112,7 @@ class Run:
             if state["phase"] == "done":
                 return RunReport(**state["report"])
             for name in checkpoint_mod.PROGRESS_FIELDS:
-                setattr(report, name, state["report"][name])
+                setattr(report, name, state["report"].get(name, getattr(report, name)))
             report.resumed_from_record = report.rows_read
             self.skip_chunks = self.chunks_done = state["chunks_done"]
             if state.get("source_position") is not None:  # resume where the source says, not by reading again
@@ -231,11 +243,13 @@ class Run:
             for index, (blob, n) in enumerate(self.source.chunks(self.pipeline.chunk_bytes)):
                 if index < self.skip_chunks:
                     continue  # already in the sinks, says the checkpoint
-                if self.stop.is_set() or not ledger.acquire(n):
+                allowance = self.allowance.of(n, ledger.limit - ledger.reserved - n)
+                if self.stop.is_set() or not ledger.acquire(n, result=allowance):
                     return
                 report.chunks += 1
                 report.bytes_read += n
-                self.submitted.put((self.executor.submit(blob), n, blob, self.source.position()))
+                blob = codec.with_allowance(blob, allowance)  # the worker checks its result against it
+                self.submitted.put((self.executor.submit(blob), n, allowance, blob, self.source.position()))
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.submitted.put(exc)
         finally:
@@ -252,9 +266,9 @@ class Run:
                 if isinstance(item, FlowSchemaError):
                     raise item
                 raise FlowSchemaError(f"reading {self.source.name} failed: {type(item).__name__}: {item}") from item
-            future, n, blob, position = item
-            self._settle(future, blob)
-            self.ledger.release(n)
+            future, n, allowance, blob, position = item
+            self._settle(future, blob, n, allowance)
+            self.ledger.release(n, result=allowance)
             self.chunks_done += 1
             self.source_position = position
             if self.store is not None and self.sink.commits_chunks:
@@ -263,26 +277,63 @@ class Run:
                 self._save_checkpoint("running")
                 last_checkpoint = time.monotonic()
 
-    def _settle(self, future: Future[bytes], blob: bytes) -> None:
-        """Write one chunk's results; if it kept crashing workers, split it and retry."""
+    def _settle(self, future: Future[bytes], blob: bytes, n: int, allowance: int) -> None:
+        """Write one chunk's results (``n`` input bytes, ``allowance`` result bytes); if it
+        kept crashing workers or its result outgrew the allowance, split it and retry."""
         try:
-            result = codec.decode(future.result())
+            payload = codec.unframe(future.result())
         except WorkerCrashedError as crash:
-            chunk = codec.decode(blob)
-            kind = kind_of(chunk)
-            halves = kind.split(chunk)
-            if halves is None:
-                line, raw, raw_text = kind.describe_single(chunk)
-                log.warning("record %d of %s killed its worker every time: to the DLQ (%s)", self.report.rows_read + 1, self.source.name, crash)
-                self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash)), chunk.get("origin")))
-                return
-            log.info("splitting a chunk that crashed its worker (%s)", crash)
-            pieces = [codec.encode(half)[0] for half in halves]
-            futures = [self.executor.submit(piece) for piece in pieces]
-            for piece, piece_future in zip(pieces, futures):
-                self._settle(piece_future, piece)
+            self._split_crashed(blob, allowance, crash)
             return
-        self._write(result)
+        result = codec.unpack(payload)
+        size = len(payload)
+        if "result_too_large" in result:
+            self._split_too_large(blob, n, allowance, result["result_too_large"])
+            return
+        self.allowance.observe(n, size)
+        self.report.result_bytes += size
+        over = max(size - allowance, 0)  # one record alone may pass its allowance: count it while written
+        if over:
+            self.ledger.overdraw(over)
+        try:
+            self._write(result)
+        finally:
+            if over:
+                self.ledger.repay(over)
+
+    def _split_crashed(self, blob: bytes, allowance: int, crash: WorkerCrashedError) -> None:
+        chunk = codec.decode(blob)
+        kind = kind_of(chunk)
+        halves = kind.split(chunk)
+        if halves is None:
+            line, raw, raw_text = kind.describe_single(chunk)
+            log.warning("record %d of %s killed its worker every time: to the DLQ (%s)", self.report.rows_read + 1, self.source.name, crash)
+            self._write(_single(dlq.worker_crash(line, raw, raw_text, str(crash)), chunk.get("origin")))
+            return
+        log.info("splitting a chunk that crashed its worker (%s)", crash)
+        pieces = [codec.encode(half) for half in halves]
+        total = sum(size for _, size in pieces)
+        # Both halves run at once: they share the chunk's allowance, in proportion.
+        sent = [(codec.with_allowance(piece, allowance * size // total), size, allowance * size // total) for piece, size in pieces]
+        futures = [self.executor.submit(piece) for piece, _, _ in sent]
+        for (piece, size, share), piece_future in zip(sent, futures):
+            self._settle(piece_future, piece, size, share)
+
+    def _split_too_large(self, blob: bytes, n: int, allowance: int, size: int) -> None:
+        self.allowance.observe(n, size)
+        chunk = codec.decode(blob)
+        halves = kind_of(chunk).split(chunk)
+        if halves is None:  # one record (the worker lets those through; this kind could not split it)
+            unlimited = codec.with_allowance(blob, None)
+            self._settle(self.executor.submit(unlimited), unlimited, n, allowance)
+            return
+        self.report.result_splits += 1
+        log.info("splitting a chunk whose result (%d bytes) outgrew its allowance of %d; the ratio is now %.2f",
+                 size, allowance, self.allowance.ratio)
+        for half in halves:  # one after the other, so that each may use the whole allowance
+            piece, piece_n = codec.encode(half)
+            piece = codec.with_allowance(piece, allowance)
+            self._settle(self.executor.submit(piece), piece, piece_n, allowance)
 
     def _write(self, result: ChunkResult) -> None:
         report = self.report

@@ -15,8 +15,9 @@ same towards the pipeline. Subclass :class:`ExecutorContract` in your tests and 
 The suite checks: ``submit`` returns a ``concurrent.futures.Future`` resolving to the same
 result blob as processing the chunk inline; each future gets its own chunk's result; a
 worker's exception reaches the future as a :class:`FlowSchemaError` and the executor
-goes on; ``submit`` before ``start`` raises ``RuntimeError``; ``shutdown(wait=True)``
-lets submitted chunks finish, after which ``submit`` raises ``RuntimeError``;
+goes on; a chunk's result allowance (the blob's header) reaches its worker unchanged;
+``submit`` before ``start`` raises ``RuntimeError``; ``shutdown(wait=True)`` lets
+submitted chunks finish, after which ``submit`` raises ``RuntimeError``;
 ``shutdown`` may be called more than once; ``shutdown(cancel_futures=True)`` settles
 every future; the executor is a context manager.
 """
@@ -32,6 +33,7 @@ from concurrent.futures import Future
 import pytest
 from pydantic import BaseModel
 
+from . import codec
 from .errors import FlowSchemaError
 from .executors.base import Executor
 from .executors.inline import InlineExecutor
@@ -39,7 +41,7 @@ from .sources.csv import CSVSource
 from .worker import WorkerSpec
 
 #: A blob no worker can decode: its future must fail, and the worker must go on.
-NOT_A_CHUNK = b"FS\x01\x00 this is not a chunk"
+NOT_A_CHUNK = codec.MAGIC + bytes((codec.VERSION, 0)) + b" this is not a chunk"
 
 
 class ContractItem(BaseModel):
@@ -107,6 +109,12 @@ class ExecutorContract:
         with pytest.raises(FlowSchemaError):
             bad.result(timeout=120)
         assert started.submit(blobs[1]).result(timeout=120) == expected[1]
+
+    def test_the_result_allowance_reaches_the_worker(self, started: Executor, blobs: list[bytes], expected: list[bytes]) -> None:
+        # The driver puts it in front of the blob; an executor passes the blob on as it is.
+        size = len(codec.unframe(expected[3]))
+        assert codec.decode(started.submit(codec.with_allowance(blobs[3], size - 1)).result(timeout=120)) == {"result_too_large": size}
+        assert started.submit(codec.with_allowance(blobs[3], size)).result(timeout=120) == expected[3]
 
     def test_submit_before_start_raises(self, make_executor: Callable[[], Executor], blobs: list[bytes]) -> None:
         executor = make_executor()

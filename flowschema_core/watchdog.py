@@ -119,10 +119,11 @@ class Watch:
 
 def mark_stuck(blob: bytes, index: int, reason: str, error_type: str = "record_timeout") -> bytes:
     """The chunk ``blob`` again, with record ``index`` marked: a worker sends it to the
-    DLQ (stage ``worker``, ``error_type``) with ``reason`` instead of running it."""
+    DLQ (stage ``worker``, ``error_type``) with ``reason`` instead of running it. The
+    blob's result allowance stays."""
     chunk = codec.decode(blob)
     chunk.setdefault("stuck", {})[index] = [error_type, reason]
-    return codec.encode(chunk)[0]
+    return codec.with_allowance(codec.encode(chunk)[0], codec.allowance_of(blob))
 
 
 def timeout_reason(timeout: float) -> str:

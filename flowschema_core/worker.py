@@ -9,6 +9,8 @@
                                ▼
             valid rows, already in the sink's form ("jsonl" bytes, "csv" bytes, "python" lists)
             + DLQ entries numbered within the chunk  ─► codec.encode ─► result blob
+                                  (or {"result_too_large": R} when R, the result's payload
+                                   size, passes the allowance in the blob's header)
 
 A worker builds its :class:`ChunkProcessor` once (model, hooks, output form) and reuses it
 for every chunk. The same code runs inline, in a process and in a Ray actor. How a chunk
@@ -95,6 +97,10 @@ class ChunkProcessor:
 
     # -- entry point -----------------------------------------------------------------
     def process(self, blob: bytes) -> bytes:
+        """The result blob of chunk ``blob``. When the blob carries a result allowance
+        (:func:`codec.with_allowance`) and the result's payload is larger, the answer is
+        ``{"result_too_large": size}`` instead, unless the chunk holds one record: that
+        one cannot be split, so it goes through (the budget's documented exception)."""
         beacon = self.beacon
         if beacon is not None:
             beacon.next_chunk()
@@ -106,7 +112,11 @@ class ChunkProcessor:
             beacon.between_records()
         # DLQ entries are JSON bytes already (their raw values, whatever they are, made
         # JSON by dlq.json_default), so only valid rows travel as values.
-        return codec.encode(batch.result(self.output_form, self.fields))[0]
+        payload = codec.pack(batch.result(self.output_form, self.fields))
+        allowance = codec.allowance_of(blob)
+        if allowance is not None and len(payload) > allowance and batch.seen > 1:
+            return codec.encode({"result_too_large": len(payload)})[0]
+        return codec.frame(payload)
 
     # -- one record ------------------------------------------------------------------
     def record(self, record: dict[str, Any], i: int, line: int | None, batch: Batch, raw: Any = None) -> None:

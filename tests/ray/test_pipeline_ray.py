@@ -103,3 +103,14 @@ def test_null_policy_holds_on_ray_actors(ray_session, tmp_path, kind):
     from tests.integration.test_null_policy import test_each_row_of_the_table
 
     test_each_row_of_the_table(tmp_path, kind, RayExecutor(num_actors=1))
+
+
+def test_results_larger_than_their_allowance_are_split_on_actors_too(ray_session, messy, tmp_path):
+    from tests.integration.result_budget_models import Expand
+
+    path, _ = messy
+    _, ref_out, ref_dlq = _run(tmp_path, "inline-expand", path, "inline", max_bytes_in_flight="64MB", hooks=[Expand(20)])
+    report, out, dlq = _run(tmp_path, "ray-expand", path, RayExecutor(num_actors=2), max_bytes_in_flight="1MiB", hooks=[Expand(20)])
+    assert report.result_splits > 0
+    assert report.peak_bytes_in_flight <= 1 << 20
+    assert (out, dlq) == (ref_out, ref_dlq)

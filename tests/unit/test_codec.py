@@ -162,7 +162,7 @@ def test_wrong_magic_is_a_codec_error(blob):
         codec.decode(blob)
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 1, 3, 255])  # 1: a worker from before the result allowance
 def test_wrong_version_is_a_codec_error_naming_both_versions(version):
     blob = bytearray(codec.encode({"a": 1})[0])
     blob[2] = version
@@ -243,3 +243,35 @@ def test_timedelta_round_trips():
 
     values = [dt.timedelta(0), dt.timedelta(days=-3, seconds=5, microseconds=7), dt.timedelta(hours=1234, microseconds=1)]
     assert codec.decode(codec.encode(values)[0]) == values
+
+
+# -- the result allowance in the header -------------------------------------------------
+@pytest.mark.parametrize("payload", [{"a": 1}, "x" * 5000])  # uncompressed and compressed
+def test_allowance_travels_in_front_of_the_blob_and_the_chunk_is_unchanged(payload):
+    blob, n = codec.encode(payload)
+    assert codec.allowance_of(blob) is None
+    limited = codec.with_allowance(blob, 123_456_789_012)
+    assert codec.allowance_of(limited) == 123_456_789_012
+    assert len(limited) == len(blob) + 8
+    assert codec.decode(limited) == payload and len(codec.unframe(limited)) == n
+    again = codec.with_allowance(limited, 7)  # replaced, not stacked
+    assert codec.allowance_of(again) == 7 and len(again) == len(limited)
+    plain = codec.with_allowance(again, None)
+    assert plain == blob
+
+
+def test_a_header_announcing_an_allowance_it_lacks_is_a_codec_error():
+    blob = codec.MAGIC + bytes((codec.VERSION, 2)) + b"\x01\x02"
+    with pytest.raises(CodecError, match="announces a result allowance it does not hold"):
+        codec.decode(blob)
+    with pytest.raises(CodecError, match="not a FlowSchema chunk"):
+        codec.allowance_of(b"XX")
+
+
+def test_marking_a_stuck_record_keeps_the_allowance():
+    from flowschema_core.watchdog import mark_stuck
+
+    blob = codec.with_allowance(codec.encode({"kind": "rows", "rows": [[1], [2]]})[0], 4096)
+    marked = mark_stuck(blob, 1, "too slow")
+    assert codec.allowance_of(marked) == 4096
+    assert codec.decode(marked)["stuck"] == {1: ["record_timeout", "too slow"]}

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from flowschema_core import ByteLedger, ConfigError, parse_size
+from flowschema_core.ledger import ResultAllowance
 
 
 # -- sizes -----------------------------------------------------------------------------
@@ -168,6 +169,78 @@ def test_stats_peak_tracks_maximum_not_current():
     ledger.acquire(50)
     assert ledger.peak == 600
     assert ledger.waits == 0 and ledger.blocked_s == 0.0
+
+
+# -- result allowances -----------------------------------------------------------------
+def test_allowance_reserves_the_ratio_of_the_input_plus_an_envelope():
+    allowance = ResultAllowance()
+    assert allowance.ratio == ResultAllowance.DEFAULT_RATIO == 4.0
+    assert allowance.of(1000, room=10**9) == 4000 + ResultAllowance.SLACK
+    assert allowance.of(1, room=10**9) == 4 + ResultAllowance.SLACK  # ceil, never 0 for a tiny chunk
+
+
+def test_allowance_never_passes_the_room_the_budget_has_beside_the_input():
+    allowance = ResultAllowance()
+    assert allowance.of(1000, room=2500) == 2500  # input + result fit the budget together
+    # Input alone over the budget (room <= 0): it goes alone, with the whole ratio's worth.
+    assert allowance.of(1000, room=0) == allowance.of(1000, room=-5) == 4000 + ResultAllowance.SLACK
+
+
+def test_ratio_learns_the_largest_seen_with_headroom_and_never_comes_down():
+    allowance = ResultAllowance(ratio=2.0, headroom=1.25)
+    allowance.observe(1000, 1000 + ResultAllowance.SLACK)  # ratio 1: below the start, nothing changes
+    assert (allowance.ratio, allowance.largest_seen) == (2.0, 1.0)
+    allowance.observe(1000, 8000 + ResultAllowance.SLACK)  # ratio 8
+    assert (allowance.ratio, allowance.largest_seen) == (10.0, 8.0)
+    allowance.observe(1000, 3000)  # a smaller one later: the ratio stays
+    assert allowance.ratio == 10.0
+    assert allowance.of(100, room=10**6) == 1000 + ResultAllowance.SLACK
+    allowance.observe(0, 5)  # an empty chunk (and a result smaller than the envelope) are harmless
+    assert allowance.ratio == 10.0
+
+
+@pytest.mark.parametrize(("ratio", "headroom"), [(0, 1.25), (-1, 1.25), (4.0, 0.9)])
+def test_allowance_rejects_a_ratio_that_would_reserve_nothing(ratio, headroom):
+    with pytest.raises(ValueError, match="ratio > 0 and headroom >= 1"):
+        ResultAllowance(ratio, headroom)
+
+
+def test_a_chunk_holds_its_input_and_its_result_allowance_together():
+    ledger = ByteLedger(100)
+    assert ledger.acquire(20, result=60)
+    assert (ledger.in_flight, ledger.input_in_flight, ledger.peak) == (80, 20, 80)
+    assert ledger.acquire(10, timeout=0.05, result=11) is False  # 80 + 21 > 100: the result counts
+    assert ledger.acquire(10, result=10)
+    with pytest.raises(RuntimeError):
+        ledger.release(31)  # more input than is in flight
+    ledger.release(20, result=60)
+    assert (ledger.in_flight, ledger.input_in_flight, ledger.outstanding) == (20, 10, 1)
+    with pytest.raises(ValueError):
+        ledger.acquire(1, result=-1)
+
+
+def test_overdraw_counts_at_once_and_repay_gives_back():
+    ledger = ByteLedger(100)
+    assert ledger.acquire(80)
+    ledger.overdraw(70)  # a one-record result over its allowance: already here, never blocks
+    assert ledger.in_flight == 150 and ledger.peak == 150 and ledger.waits == 0
+    assert ledger.acquire(10, timeout=0.05) is False  # nothing joins while it is over
+    ledger.repay(70)
+    assert ledger.in_flight == 80 and ledger.outstanding == 1
+    with pytest.raises(RuntimeError, match="repaid 81 bytes but only 80"):
+        ledger.repay(81)
+    with pytest.raises(ValueError):
+        ledger.overdraw(-1)
+    ledger.release(80)
+    assert ledger.in_flight == 0 and ledger.outstanding == 0
+
+
+def test_repay_cannot_eat_the_reserve():
+    ledger = ByteLedger(100)
+    ledger.reserve(30)
+    assert ledger.reserved == 30
+    with pytest.raises(RuntimeError, match="only 0 are in flight for chunks"):
+        ledger.repay(1)
 
 
 # -- many threads ----------------------------------------------------------------------

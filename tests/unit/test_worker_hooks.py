@@ -309,3 +309,21 @@ def test_a_dlq_record_json_cannot_hold_keeps_its_repr():
     result = process(WorkerSpec(Order, [fs.before_validate(tag_then_fail)]), [{"id": 1, "amount": "1"}, {"id": 2, "amount": "2"}])
     assert [(e["i"], e["stage"], e["raw"]) for e in result["errors"]] == [(0, "transform", None), (1, "transform", None)]
     assert "('a', 1): 'x'" in result["errors"][0]["raw_text"]
+
+
+# -- the result allowance ---------------------------------------------------------------
+def test_a_result_larger_than_its_allowance_comes_back_as_its_size_only():
+    rows = [{"id": i, "amount": "1.5"} for i in range(1, 201)]
+    blob, _ = codec.encode(rows_kind.chunk(rows))
+    processor = ChunkProcessor(WorkerSpec(Order))
+    full = codec.unframe(processor.process(blob))
+    fits = codec.decode(processor.process(codec.with_allowance(blob, len(full))))
+    assert fits["valid"] == 200  # exactly the allowance: the data
+    answer = codec.decode(processor.process(codec.with_allowance(blob, len(full) - 1)))
+    assert answer == {"result_too_large": len(full)}
+
+
+def test_a_one_record_chunk_passes_its_allowance_it_cannot_be_split():
+    blob, _ = codec.encode(rows_kind.chunk([{"id": 1, "amount": "2.5"}]))
+    result = codec.decode(ChunkProcessor(WorkerSpec(Order)).process(codec.with_allowance(blob, 1)))
+    assert (result["n"], result["valid"]) == (1, 1)
