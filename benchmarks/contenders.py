@@ -30,6 +30,7 @@ workers excluded) and the workers' CPU from their start-up finished to their shu
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -269,6 +270,8 @@ def run_ray_data(path: str, out: str) -> dict[str, Any]:
     started = time.perf_counter()
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - started
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its progress log, every few seconds
     ds = ray.data.read_csv(
         path,
         parse_options=pcsv.ParseOptions(newlines_in_values=True, invalid_row_handler=lambda row: "skip"),
