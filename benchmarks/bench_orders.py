@@ -2,7 +2,7 @@
 
 ::
 
-    python benchmarks/bench_orders.py [--rows 300000] [--bad 2 30] [--workers 2] [--budget 64MB]
+    python benchmarks/bench_orders.py [--rows 300000] [--bad 2 30] [--workers 2] [--budget 64MB] [--chunk-bytes 1MiB]
                                       [--repeat 1] [--slow-contenders] [--no-ray] [--no-parquet]
                                       [--skip-baselines] [--skip-scaling] [--skip-flatness]
                                       [--flatness-rows 700000] [--progress] [--only NAME ...] [--out build/bench]
@@ -56,13 +56,13 @@ LABELS = {
 PREDICT_WORKERS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def measure(name: str, path: str, rows: int, workers: int, budget: str, out_dir: str) -> dict[str, Any]:
+def measure(name: str, path: str, rows: int, workers: int, budget: str, out_dir: str, chunk_bytes: str = "1MiB") -> dict[str, Any]:
     """One contender in a fresh interpreter; its result with rows/s and its valid rows' order ids."""
     out = os.path.join(out_dir, name)
     for stale in (out + ".jsonl", out + ".parquet", out + ".errors.jsonl"):
         if os.path.exists(stale):
             os.remove(stale)
-    result = harness.run_child([sys.executable, CONTENDERS, name, path, out, str(workers), budget])
+    result = harness.run_child([sys.executable, CONTENDERS, name, path, out, str(workers), budget, chunk_bytes])
     result.update(name=name, rows=rows, workers=workers, rows_per_s=rows / result["wall_s"])
     result["ids"] = valid_ids(out)
     return result
@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--bad", type=float, nargs="+", default=[2.0, 30.0], help="bad-row rates in percent, one input each")
     parser.add_argument("--budget", default="64MB", help="FlowSchema max_bytes_in_flight")
+    parser.add_argument("--chunk-bytes", default="1MiB", help="FlowSchema chunk_bytes")
     parser.add_argument("--workers", type=int, default=2, help="workers of the Pool and of FlowSchema, Ray actors")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; each contender's fastest round is reported")
     parser.add_argument("--slow-contenders", action="store_true", help="also pandas read_csv and Ray Data (slow, GBs of RSS)")
@@ -150,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     runs_dir = os.path.join(args.out, "out")
     os.makedirs(runs_dir, exist_ok=True)
     w = args.workers
-    print(f"{args.rows:,} rows at {', '.join(f'{b:g}%' for b in args.bad)} bad; budget {args.budget}, workers {w}; {machine()}", flush=True)
+    print(f"{args.rows:,} rows at {', '.join(f'{b:g}%' for b in args.bad)} bad; budget {args.budget}, chunk_bytes {args.chunk_bytes}, "
+          f"workers {w}; {machine()}", flush=True)
 
     md: list[str] = []
     sections: list[tuple[str, list[tuple[str, float, float]]]] = []
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
         for round_ in range(args.repeat):
             for name in names if round_ % 2 == 0 else names[::-1]:  # alternate to spread machine noise
-                r = measure(name, path, args.rows, w, args.budget, runs_dir)
+                r = measure(name, path, args.rows, w, args.budget, runs_dir, args.chunk_bytes)
                 print(f"  {name:<20} {r['rows_per_s']:>9,.0f} rows/s  peak tree RSS {harness.mib(r['peak_rss']):>9}", flush=True)
                 runs[name].append(r)
         best = {n: max(rs, key=lambda r: r["rows_per_s"]) for n, rs in runs.items()}
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_scaling:
         path, _ = harness.orders_csv(args.rows, args.bad[0] / 100)
         print(f"\nscaling ({args.bad[0]:g}% bad rows): FlowSchema at 1 worker ...", flush=True)
-        one = measure("flowschema", path, args.rows, 1, args.budget, runs_dir)
+        one = measure("flowschema", path, args.rows, 1, args.budget, runs_dir, args.chunk_bytes)
         driver_us, worker_us = per_record(fs_first)
         assert worker_us is not None
         table = []
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in sizes:
             flat_path, _ = harness.orders_csv(n, args.bad[0] / 100)
             print(f"\nmemory flatness: FlowSchema at {n:,} rows ...", flush=True)
-            r = measure("flowschema", flat_path, n, w, args.budget, runs_dir)
+            r = measure("flowschema", flat_path, n, w, args.budget, runs_dir, args.chunk_bytes)
             print(f"  {r['rows_per_s']:,.0f} rows/s, peak tree RSS {harness.mib(r['peak_rss'])}", flush=True)
             peaks.append(r["peak_rss"])
         ratio = peaks[1] / peaks[0]

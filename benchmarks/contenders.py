@@ -185,8 +185,8 @@ def _measured_process_executor(workers: int, cpu: dict[str, float]) -> Any:
     return Measured(workers=workers)
 
 
-def run_flowschema(path: str, out: str, workers: int, budget: str, *, parquet: bool = False, ray: bool = False,
-                   progress: bool = False) -> dict[str, Any]:
+def run_flowschema(path: str, out: str, workers: int, budget: str, *, chunk_bytes: str = "1MiB", parquet: bool = False,
+                   ray: bool = False, progress: bool = False) -> dict[str, Any]:
     import flowschema_core as fs
     from examples.orders_model import Order
 
@@ -209,7 +209,7 @@ def run_flowschema(path: str, out: str, workers: int, budget: str, *, parquet: b
     sink = fs.ParquetSink(out + ".parquet") if parquet else fs.JSONLSink(out + ".jsonl")
     driver_cpu = time.process_time()
     report = fs.Pipeline(fs.CSVSource(path), Order, sink, errors=fs.JSONLSink(out + ".errors.jsonl"),
-                         executor=executor, max_bytes_in_flight=budget, progress=line).run()
+                         executor=executor, max_bytes_in_flight=budget, chunk_bytes=chunk_bytes, progress=line).run()
     driver_cpu = time.process_time() - driver_cpu
     assert report.balanced, report.summary()
     result: dict[str, Any] = {
@@ -295,7 +295,7 @@ def output_path(out: str) -> str:
     return out + ".parquet" if os.path.exists(out + ".parquet") else out + ".jsonl"
 
 
-def child_main(name: str, path: str, out: str, workers: int, budget: str) -> None:
+def child_main(name: str, path: str, out: str, workers: int, budget: str, chunk_bytes: str) -> None:
     if name == "flowschema-ray":  # Ray's own start-up is not FlowSchema's: outside the timed run
         import ray
 
@@ -314,8 +314,8 @@ def child_main(name: str, path: str, out: str, workers: int, budget: str) -> Non
         elif name == "ray-data":
             result.update(run_ray_data(path, out))
         else:
-            result.update(run_flowschema(path, out, workers, budget, parquet=name == "flowschema-parquet", ray=name == "flowschema-ray",
-                                         progress=name == "flowschema-progress"))
+            result.update(run_flowschema(path, out, workers, budget, chunk_bytes=chunk_bytes, parquet=name == "flowschema-parquet",
+                                         ray=name == "flowschema-ray", progress=name == "flowschema-progress"))
     if name == "ray-data":  # its clock starts after ray.init too
         result["wall_s"] -= result["untimed_s"]
     elif name == "flowschema-ray":
@@ -324,4 +324,4 @@ def child_main(name: str, path: str, out: str, workers: int, budget: str) -> Non
 
 
 if __name__ == "__main__":
-    child_main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+    child_main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6])
