@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write("\n".join(md))
     with open(os.path.join(args.out, "bench.svg"), "w") as f:
-        f.write(bar_chart_svg(f"{args.rows:,}-row orders CSV → JSONL + DLQ, budget {args.budget}", sections))
+        f.write(bar_chart_svg(f"{args.rows:,}-row orders CSV → JSONL (or Parquet) + DLQ, budget {args.budget}", sections))
     with open(os.path.join(args.out, "bench.json"), "w") as f:
         json.dump(saved, f, indent=2)
     print(f"\nwrote {args.out}/bench.md, bench.svg, bench.json")
