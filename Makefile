@@ -29,8 +29,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# `make bench BENCH_ARGS="--slow-contenders --repeat 2"`: see benchmarks/bench_orders.py --help.
+BENCH_ARGS ?=
 bench: $(STAMP)
-	$(PY) benchmarks/bench_orders.py
+	$(PY) benchmarks/bench_orders.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

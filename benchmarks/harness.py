@@ -24,7 +24,32 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_DIR = os.path.join(ROOT, "build", "bench")
 RESULT = "RESULT "
+
+
+def orders_csv(rows: int, bad_fraction: float = 0.02, seed: int = 0) -> tuple[str, dict[str, int]]:
+    """The ``rows``-row orders CSV with ``bad_fraction`` bad rows, generated once into
+    build/bench and reused; its path and its bad-row counts by kind."""
+    sys.path.insert(0, ROOT)
+    from examples.generate_orders import generate_orders_csv
+
+    os.makedirs(BENCH_DIR, exist_ok=True)
+    path = os.path.join(BENCH_DIR, f"orders_{rows}_{bad_fraction * 100:g}pct.csv")
+    meta_path = path + ".meta.json"
+    wanted = {"rows": rows, "bad_fraction": bad_fraction, "seed": seed}
+    if os.path.exists(path) and os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if {k: meta.get(k) for k in wanted} == wanted and meta.get("size") == os.path.getsize(path):
+            return path, meta["bad"]
+    print(f"generating {rows:,} rows ({bad_fraction:.0%} bad) into {path} ...", flush=True)
+    started = time.perf_counter()
+    bad = generate_orders_csv(path, rows, bad_fraction=bad_fraction, seed=seed)
+    print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
+    with open(meta_path, "w") as f:
+        json.dump({**wanted, "size": os.path.getsize(path), "bad": bad}, f)
+    return path, bad
 
 
 @contextlib.contextmanager
