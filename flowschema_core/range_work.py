@@ -24,7 +24,7 @@ from collections import Counter
 from typing import Any
 
 from . import range_io
-from .dlq import dlq_lines
+from .dlq import dlq_lines, worker_crash
 from .errors import AccountingError
 from .kinds import csv as csv_kind
 from .kinds import jsonl as jsonl_kind
@@ -90,10 +90,7 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     part names. Parts are named by the range's start offset, so they sort in file order,
     and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
     data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-    if desc["kind"] == "csv":
-        chunk = csv_kind.chunk(data, piece["line0"], desc["fields"], desc["dialect"], desc["encoding"])
-    else:
-        chunk = jsonl_kind.chunk(data, piece["line0"], desc["encoding"])
+    chunk = _chunk(desc, data, piece["line0"])
     del data
     batch = Batch()
     kind_of(chunk).parse(chunk, processor, batch)
@@ -115,5 +112,46 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     return out
 
 
+def _chunk(desc: InputDescription, data: bytes, line0: int) -> dict[str, Any]:
+    """The chunk of the input's kind that the single-driver mode would send for these bytes."""
+    if desc["kind"] == "csv":
+        return csv_kind.chunk(data, line0, desc["fields"], desc["dialect"], desc["encoding"])
+    return jsonl_kind.chunk(data, line0, desc["encoding"])
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Two exact ranges holding ``piece``'s records (at a record boundary near its middle,
+    :func:`flowschema_core.blocks.middle_boundary`), or None if it holds one record: how a
+    range that keeps killing its worker is narrowed down to the record responsible."""
+    from . import blocks
+    from .ranges import combine
+
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    shape = layout(desc)
+    quote = bytes([shape.quote]) if shape.quote is not None else None
+    cut = blocks.middle_boundary(data, quote, desc.get("dialect") if quote is not None else None)
+    if cut <= 0 or piece["records"] < 2:
+        return None
+    left_end = piece["start"] + cut
+    left_records = combine([scan_range(data[:cut], piece["start"], 10, shape)], piece["start"], left_end, 0, 1 << 62).records
+    left = {**piece, "end": left_end, "records": left_records}
+    right = {**piece, "start": left_end, "first_record": piece["first_record"] + left_records,
+             "records": piece["records"] - left_records, "line0": piece["line0"] + data.count(b"\n", 0, cut)}
+    return [left, right]
+
+
+def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
+    """The outcome of a one-record range that killed its worker every time: its DLQ line
+    (stage ``worker``, as the single-driver mode writes it), without processing it."""
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    chunk = _chunk(desc, data, piece["line0"])
+    line, raw, raw_text = kind_of(chunk).describe_single(chunk)
+    error = worker_crash(line, raw, raw_text, reason)
+    lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=_now())
+    name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)
+    return {"start": piece["start"], "seen": 1, "valid": 0, "invalid": 1, "filtered": 0, "sink_part": None, "dlq_part": name,
+            "reasons": [[*error["reason"], 1]]}

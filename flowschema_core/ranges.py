@@ -196,7 +196,7 @@ def combine(scans: list[RangeScan], data_start: int, size: int, lines0: int, max
         return Plan([], 0, f"a record of up to {longest:,} bytes is longer than max_record_bytes={max_record_bytes:,}")
     ends = [s[0] for s in starts[1:]] + [size]
     counts = [s[1] for s in starts[1:]] + [records]
-    ranges = []
+    ranges: list[ExactRange] = []
     for (start, before, line0), end, after in zip(starts, ends, counts):
         if end > start:
             ranges.append(ExactRange(len(ranges), start, end, before, after - before, line0))

@@ -29,6 +29,10 @@ class RunReport:
     invalid_by_stage: dict[str, int] = field(default_factory=dict)
     chunks: int = 0
     bytes_read: int = 0
+    #: Record bytes that crossed the driver process: the chunk blobs it sent to workers
+    #: and the result blobs it received (LZ4 msgpack). 0 in Ray's distributed
+    #: mode, where actors read and write the data themselves.
+    bytes_through_driver: int = 0
     max_bytes_in_flight: int = 0
     peak_bytes_in_flight: int = 0
     backpressure_waits: int = 0

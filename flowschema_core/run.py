@@ -235,6 +235,7 @@ class Run:
                     return
                 report.chunks += 1
                 report.bytes_read += n
+                report.bytes_through_driver += len(blob)
                 self.submitted.put((self.executor.submit(blob), n, blob, self.source.position()))
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.submitted.put(exc)
@@ -266,7 +267,9 @@ class Run:
     def _settle(self, future: Future[bytes], blob: bytes) -> None:
         """Write one chunk's results; if it kept crashing workers, split it and retry."""
         try:
-            result = codec.decode(future.result())
+            raw = future.result()
+            self.report.bytes_through_driver += len(raw)
+            result = codec.decode(raw)
         except WorkerCrashedError as crash:
             chunk = codec.decode(blob)
             kind = kind_of(chunk)

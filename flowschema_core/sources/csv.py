@@ -148,7 +148,7 @@ class CSVSource(Source):
             buf = buf[len(codecs.BOM_UTF8):]
         lines_before = 0
         for _ in range(self.skip_rows):
-            buf, eof = self._fill_until(f, buf, lambda b: b.find(b"\n"))
+            buf, _ = self._fill_until(f, buf, lambda b: b.find(b"\n"))
             cut = buf.find(b"\n") + 1 or len(buf)
             buf, lines_before = buf[cut:], lines_before + 1
         if self.header is True:
