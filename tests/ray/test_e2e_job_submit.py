@@ -1,9 +1,12 @@
-"""End to end: a real head node on loopback, `ray job submit` of examples/ray_job.py.
+"""End to end: a real 2-node cluster on loopback, `ray job submit` of examples/ray_job.py.
 
-The head node runs under ``ray start --block`` in its own process group with its own
-``--temp-dir``; teardown ends that process tree and any process whose command line names
-the temp dir, so it never stops another Ray on the machine (the session's local Ray, or
-another user's) the way ``ray stop --force`` would.
+A head node and a worker node (one CPU each, so the job's two actors run one on each
+node) each run under ``ray start --block`` in their own process group with their own
+``--temp-dir``; teardown ends those process trees and any process whose command line
+names one of the temp dirs, so it never stops another Ray on the machine (the session's
+local Ray, or another user's) the way ``ray stop --force`` would. The input, the outputs
+and the staging parts live in one directory both nodes reach (one machine's disk), so the
+job runs in distributed mode: actors read and write, the driver moves no record.
 """
 
 from __future__ import annotations
@@ -91,10 +94,12 @@ def head_node():
          "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
          "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
          "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
-         "--ray-client-server-port", str(client), "--num-cpus", "2", "--object-store-memory", str(200 << 20),
+         "--ray-client-server-port", str(client), "--num-cpus", "1", "--object-store-memory", str(100 << 20),
          "--disable-usage-stats", "--temp-dir", temp_dir],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    worker_temp = tempfile.mkdtemp(prefix="fsw", dir="/tmp")
+    worker: subprocess.Popen[bytes] | None = None
     url = f"http://127.0.0.1:{dashboard}"
     try:
         deadline = time.monotonic() + 150
@@ -110,11 +115,43 @@ def head_node():
                 if time.monotonic() > deadline:
                     pytest.fail("the Ray dashboard did not come up within 150 s")
                 time.sleep(1)
+        # The second node: joins the head's GCS with ports and a temp dir of its own.
+        w_metrics, w_node_manager, w_object_manager, w_agent, w_agent_grpc, w_runtime_env = _free_ports(6)
+        worker_log = open(os.path.join(worker_temp, "ray-start.log"), "wb")
+        worker = subprocess.Popen(
+            [ray, "start", "--block", "--address", f"127.0.0.1:{gcs}", "--node-ip-address", "127.0.0.1",
+             "--num-cpus", "1", "--object-store-memory", str(100 << 20), "--metrics-export-port", str(w_metrics),
+             "--node-manager-port", str(w_node_manager), "--object-manager-port", str(w_object_manager),
+             "--dashboard-agent-listen-port", str(w_agent), "--dashboard-agent-grpc-port", str(w_agent_grpc),
+             "--runtime-env-agent-port", str(w_runtime_env), "--disable-usage-stats", "--temp-dir", worker_temp],
+            env={**env, "RAY_AUTH_MODE": "token"}, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        worker_log.close()
+        _wait_for_nodes(ray, gcs, env, 2, worker, worker_temp)
         yield url, env, temp_dir
     finally:
+        if worker is not None:
+            _stop_tree(worker, worker_temp)
         _stop_tree(proc, temp_dir)
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(worker_temp, ignore_errors=True)
+
+
+def _wait_for_nodes(ray, gcs, env, count, worker, worker_temp):
+    """Wait (generously) until the cluster has ``count`` alive nodes."""
+    deadline = time.monotonic() + 150
+    while True:
+        if worker.poll() is not None:
+            pytest.fail(f"ray start (worker node) exited with {worker.returncode}:\n"
+                        f"{Path(worker_temp, 'ray-start.log').read_text(errors='replace')[-3000:]}")
+        done = subprocess.run([ray, "status", "--address", f"127.0.0.1:{gcs}"], env={**env, "RAY_AUTH_MODE": "token"},
+                              capture_output=True, text=True, timeout=60)
+        if done.stdout.count("node_") >= count:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the cluster did not reach {count} nodes within 150 s:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        time.sleep(1)
 
 
 def _working_dir(dest):
@@ -154,6 +191,9 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
 
     report = json.loads(logs[logs.index("{\n"):logs.rindex("\n}") + 2])
     assert report["executor"] == "RayExecutor" and report["workers"] == 2
+    # Distributed mode: one actor on each node read and wrote the data; none crossed the driver.
+    assert report["bytes_through_driver"] == 0
+    assert any(note.startswith("distributed mode:") for note in report["notes"])
     assert report["rows_read"] == ROWS == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
     assert report["rows_invalid"] == sum(bad.values())
     assert report["invalid_by_stage"]["parse"] == bad["ragged_short"] + bad["ragged_long"]
