@@ -113,6 +113,7 @@ class DistributedRun:
         sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
         started = time.perf_counter()
         sampler.start()
+        fallback = False
         try:
             self._start_actors()
             desc = self._run_tasks([_Task("describe", (self.source,), 0)])[0]
@@ -129,7 +130,7 @@ class DistributedRun:
                     raise ConfigError(f"distributed=True cannot cut {self.source.name} into ranges: {refused}; "
                                       "use distributed='auto', which runs such a file in the single-driver mode")
                 log.info("distributed mode: %s; running in the single-driver mode", refused)
-                self._stop_actors()
+                fallback = True  # the executor stays connected: the single-driver run starts it
                 return None
             assert plan is not None
             report.notes = [*desc["notes"], f"distributed mode: {len(plan.ranges)} ranges on {len(self.actors)} Ray actors"]
@@ -144,7 +145,8 @@ class DistributedRun:
             self._stop_actors()
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)
-        self.executor.shutdown(wait=False)  # as after a single-driver run: a new run needs a new executor
+            if not fallback:
+                self.executor.shutdown(wait=False)  # as after a single-driver run: a new run needs a new executor
         return report
 
     # -- actors --------------------------------------------------------------------
