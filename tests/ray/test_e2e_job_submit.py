@@ -78,7 +78,7 @@ def _stop_tree(proc, temp_dir):
     psutil.wait_procs(tree + stray, timeout=10)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def head_node():
     ray = _ray_cli()
     if ray is None:
@@ -128,7 +128,7 @@ def head_node():
         )
         worker_log.close()
         _wait_for_nodes(ray, gcs, env, 2, worker, worker_temp)
-        yield url, env, temp_dir
+        yield url, env, temp_dir, lambda: _stop_tree(worker, worker_temp)
     finally:
         if worker is not None:
             _stop_tree(worker, worker_temp)
@@ -162,8 +162,8 @@ def _working_dir(dest):
     return dest
 
 
-def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
-    url, env, _ = head_node
+def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):  # the first test: the next one stops a node
+    url, env, _, _ = head_node
     data = tmp_path / "data"
     data.mkdir()
     source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
@@ -194,7 +194,7 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
     # Distributed mode: one actor on each node read and wrote the data; none crossed the driver.
     assert report["bytes_through_driver"] == 0
     assert any(note.startswith("distributed mode:") for note in report["notes"])
-    assert report["rows_read"] == ROWS == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
+    assert report["rows_read"] == rows == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
     assert report["rows_invalid"] == sum(bad.values())
     assert report["invalid_by_stage"]["parse"] == bad["ragged_short"] + bad["ragged_long"]
     with open(sink, encoding="utf-8") as f:
@@ -210,3 +210,73 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
     inline_sink = tmp_path / "inline.jsonl"
     fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(tmp_path / "inline.errors.jsonl"), executor="inline").run()
     assert sink.read_bytes() == inline_sink.read_bytes()
+
+
+_NODE_LOSS_JOB = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+import flowschema_core as fs
+from examples.orders_model import Order
+from flowschema_ray import RayExecutor
+
+class Slow(fs.Hook):
+    def before_validate(self, record):
+        time.sleep(0.001)
+        return record
+
+source, sink, errors = sys.argv[1:4]
+report = fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(sink), fs.JSONLSink(errors), hooks=[Slow()],
+                     executor=RayExecutor(address="auto", num_actors=2, distributed=True), chunk_bytes="32KiB").run()
+print(report.to_json())
+"""
+
+
+def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_path):
+    """Stop the second node (its whole process tree) once parts are being written: its
+    actor dies, its ranges are redone by the actor on the head node, the output is exact."""
+    url, env, _, stop_worker_node = head_node
+    data = tmp_path / "data"
+    data.mkdir()
+    source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
+    sys.path.insert(0, str(ROOT))
+    try:
+        from examples.generate_orders import generate_orders_csv
+        from examples.orders_model import Order
+    finally:
+        sys.path.remove(str(ROOT))
+    rows = ROWS // 4  # ~1 ms a record: a few seconds of work per actor
+    generate_orders_csv(source, rows, seed=3)
+    wd = _working_dir(tmp_path / "wd")
+    (wd / "node_loss_job.py").write_text(_NODE_LOSS_JOB, encoding="utf-8")
+    job_id = f"flowschema-node-loss-{uuid.uuid4().hex[:8]}"
+    ray = _ray_cli()
+    submit_env = {**env, "RAY_AUTH_MODE": "token"}
+    runtime_env = json.dumps({"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}})
+    done = subprocess.run(
+        [ray, "job", "submit", "--no-wait", "--address", url, "--submission-id", job_id, "--working-dir", str(wd),
+         "--runtime-env-json", runtime_env, "--", "python", "node_loss_job.py", str(source), str(sink), str(errors)],
+        env=submit_env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    deadline = time.monotonic() + 180
+    while not any(len(os.listdir(p)) >= 2 for p in data.glob(".out.jsonl.*.tmp") if p.is_dir()):  # ranges being written
+        assert time.monotonic() < deadline, "the job wrote no parts within 180 s"
+        time.sleep(0.2)
+    stop_worker_node()
+    deadline = time.monotonic() + 240
+    while True:
+        status = subprocess.run([ray, "job", "status", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+        text = (status.stdout + status.stderr).lower()
+        if "succeeded" in text or "failed" in text or "stopped" in text:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(1)
+    logs = subprocess.run([ray, "job", "logs", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+    assert "succeeded" in text, logs.stdout[-4000:] + logs.stderr[-2000:]
+    report = json.loads(logs.stdout[logs.stdout.index("{\n"):logs.stdout.rindex("\n}") + 2])
+    assert report["worker_restarts"] >= 1 and report["bytes_through_driver"] == 0
+    assert report["rows_read"] == rows == report["rows_valid"] + report["rows_invalid"]
+    inline_sink, inline_errors = tmp_path / "inline.jsonl", tmp_path / "inline.errors.jsonl"
+    fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(inline_errors), executor="inline").run()
+    assert sink.read_bytes() == inline_sink.read_bytes()
+    assert len(errors.read_text().splitlines()) == len(inline_errors.read_text().splitlines()) == report["rows_invalid"]
