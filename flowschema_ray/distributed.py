@@ -31,6 +31,7 @@ a record; distributed mode does not yet).
 from __future__ import annotations
 
 import collections
+import copy
 import logging
 import os
 import time
@@ -116,7 +117,11 @@ class DistributedRun:
         fallback = False
         try:
             self._start_actors()
-            desc = self._run_tasks([_Task("describe", (self.source,), 0)])[0]
+            # The actors' working directory is not the driver's: they get the absolute path
+            # (the DLQ keeps naming the source as the user did).
+            source = copy.copy(self.source)
+            source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
+            desc = self._run_tasks([_Task("describe", (source,), 0)])[0]
             refused = desc["refused"]
             plan = None
             if refused is None:

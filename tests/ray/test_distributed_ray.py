@@ -52,7 +52,9 @@ def test_messy_csv_output_equals_inline_and_no_record_crosses_the_driver(ray_ses
     assert not _leftovers(tmp_path)  # staging directories and temporary files are gone
 
 
-def test_jsonl_to_csv_sink_equals_the_single_driver_mode(ray_session, tmp_path):
+def test_jsonl_to_csv_sink_equals_the_single_driver_mode(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # relative paths: the actors' working directory is not the driver's
+    tmp_path = type(tmp_path)(".")
     path = tmp_path / "in.jsonl"
     rows = [{"id": i, "name": f"n{i}", "price": "1.50", "tags": "a"} for i in range(400)]
     rows[7]["price"] = "x"
@@ -86,7 +88,7 @@ def test_explicit_distributed_refuses_what_it_cannot_do(ray_session, messy, tmp_
 def test_auto_runs_what_it_cannot_cut_in_the_single_driver_mode(ray_session, tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_bytes(b'id,name,price,tags\n1,TV 55" screen,1.00,a\n2,ok,2.00,b\n')
-    report, out, dlq = run_to_jsonl(tmp_path, "auto", fs.CSVSource(bad), Item, RayExecutor(num_actors=1))
+    report, out, _ = run_to_jsonl(tmp_path, "auto", fs.CSVSource(bad), Item, RayExecutor(num_actors=1))
     assert report.rows_valid == 2 and report.bytes_through_driver > 0
     assert b'TV 55\\" screen' in out
 

@@ -194,7 +194,7 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
     # Distributed mode: one actor on each node read and wrote the data; none crossed the driver.
     assert report["bytes_through_driver"] == 0
     assert any(note.startswith("distributed mode:") for note in report["notes"])
-    assert report["rows_read"] == rows == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
+    assert report["rows_read"] == ROWS == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
     assert report["rows_invalid"] == sum(bad.values())
     assert report["invalid_by_stage"]["parse"] == bad["ragged_short"] + bad["ragged_long"]
     with open(sink, encoding="utf-8") as f:
