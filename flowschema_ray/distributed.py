@@ -45,7 +45,6 @@ from flowschema_core.errors import (
     ConfigError,
     FlowSchemaError,
     WorkerCrashedError,
-    WorkerError,
     WorkerPoolError,
 )
 from flowschema_core.ranges import RangeScan, combine, nominal_ranges
@@ -239,7 +238,9 @@ class DistributedRun:
                     cause = getattr(exc, "cause", None)
                     if isinstance(cause, FlowSchemaError):
                         raise cause from None
-                    raise WorkerError(f"a Ray actor failed on {self.source.name}: {cause or exc}") from exc
+                    from .executor import _worker_error
+
+                    raise _worker_error(exc)  # noqa: B904 - its __cause__ is the actor's traceback
                 actor.calls.remove(ref)
                 actor.exclusive = False
                 task.result = result

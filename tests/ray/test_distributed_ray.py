@@ -17,7 +17,7 @@ pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema
 import flowschema_core as fs
 from flowschema_ray import RayExecutor
 from tests.helpers import run_to_jsonl
-from tests.ray.ray_models import Item, Slow, write_messy_csv
+from tests.ray.ray_models import FailRun, Item, Slow, write_messy_csv
 
 ROWS = 3000
 
@@ -115,3 +115,15 @@ def test_sigkilled_actor_mid_range_redoes_it_exactly(ray_session, messy, inline_
     assert out == inline_run[1]
     assert dlq == inline_run[2]
     assert report.rows_read == ROWS and report.bytes_through_driver == 0
+
+
+def test_a_failed_run_leaves_nothing_under_the_final_names(ray_session, tmp_path):
+    path = tmp_path / "in.csv"
+    write_messy_csv(path, 600, poison=500)  # record 500 is named POISON: the hook fails the run there
+    sink, errors = tmp_path / "out" / "o.jsonl", tmp_path / "out" / "o.errors.jsonl"
+    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB")
+    pipeline = fs.Pipeline(fs.CSVSource(path), Item, fs.JSONLSink(sink), fs.JSONLSink(errors), executor=executor,
+                           hooks=[FailRun("POISON")], chunk_bytes="2KiB")
+    with pytest.raises(fs.FlowSchemaError, match="GeneratorExit"):
+        pipeline.run()
+    assert os.listdir(tmp_path / "out") == []  # no output, no part, no staging directory
