@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from flowschema_core import range_io
+from flowschema_core import progress, range_io
 from flowschema_core.error_groups import ErrorGroups
 from flowschema_core.errors import (
     AccountingError,
@@ -51,6 +51,7 @@ from flowschema_core.ranges import RangeScan, combine, nominal_ranges
 from flowschema_core.report import RunReport
 from flowschema_core.sinks.csv import CSVSink
 from flowschema_core.sinks.jsonl import JSONLSink
+from flowschema_core.sources.base import ReadProgress
 from flowschema_core.sources.csv import CSVSource
 from flowschema_core.sources.jsonl import JSONLSource
 from flowschema_core.timeline import Sampler
@@ -79,7 +80,7 @@ def unsupported(pipeline: Pipeline) -> str | None:
     if type(errors) is not JSONLSink:
         return f"the DLQ is a {type(errors).__name__}; distributed mode writes the DLQ as a JSONLSink file"
     for given, name in ((pipeline.checkpoint, "checkpoint="), (pipeline.error_budget, "max_invalid="),
-                        (pipeline.record_timeout, "record_timeout="), (pipeline.progress, "progress=")):
+                        (pipeline.record_timeout, "record_timeout=")):
         if given:
             return f"{name} is not supported in distributed mode yet"
     return None
@@ -110,7 +111,9 @@ class DistributedRun:
         ray = self.executor.connect_ray()
         self.ray = ray
         report = self.report
-        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read)
+        # The progress line reads report, ledger, source.read_progress and executor.stats, as of a Run.
+        watch = progress.watcher(self, self.pipeline.progress, every=self.pipeline.sample_interval)  # type: ignore[arg-type]
+        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read, watch=watch)
         started = time.perf_counter()
         sampler.start()
         fallback = False
@@ -137,6 +140,7 @@ class DistributedRun:
                 fallback = True  # the executor stays connected: the single-driver run starts it
                 return None
             assert plan is not None
+            self.source.read_progress = ReadProgress(desc["size"] - desc["data_start"])  # bytes of records handed to actors
             report.notes = [*desc["notes"], f"distributed mode: {len(plan.ranges)} ranges on {len(self.actors)} Ray actors"]
             self._process(desc, plan.ranges)
             self._commit(desc)
@@ -193,7 +197,7 @@ class DistributedRun:
 
     def _replace(self, dead: _RangeActor) -> None:
         self.actors.remove(dead)
-        self.report.worker_restarts += 1
+        self.report.worker_restarts = self.executor.stats.restarts = self.report.worker_restarts + 1
         if self.report.worker_restarts > self.executor.max_restarts:
             raise WorkerPoolError(f"{self.report.worker_restarts} Ray actors died; giving up (max_restarts={self.executor.max_restarts})")
         self.actors.append(self._new_actor())
@@ -217,6 +221,8 @@ class DistributedRun:
                 pending.popleft()
                 args = (*task.args, task.attempts) if task.method == "process_range" else task.args
                 ref = getattr(actor.handle, task.method).remote(*args)
+                if task.method == "process_range":
+                    self._handed_out(task.cost)
                 actor.calls.append(ref)
                 actor.exclusive = task.alone
                 inflight[ref] = (task, actor)
@@ -258,7 +264,15 @@ class DistributedRun:
             ready = [a for a in ready if not a.calls]
         return min(ready, key=lambda a: len(a.calls), default=None)
 
+    def _handed_out(self, size: int) -> None:
+        """Count ``size`` bytes of records as read (negative: a range given back to redo)."""
+        self.report.bytes_read += size
+        if self.source.read_progress is not None:
+            self.source.read_progress.done += size
+
     def _on_death(self, task: _Task, actor: _RangeActor, ref: Any, exc: BaseException, on_crash: Any) -> list[_Task]:
+        if task.method == "process_range":
+            self._handed_out(-task.cost)  # it will be read again
         charged = actor.died(ref)
         if actor in self.actors:
             log.warning("a Ray actor died (%s); replacing it and redoing its ranges", type(exc).__name__)
@@ -301,7 +315,6 @@ class DistributedRun:
             report.rows_valid += out["valid"]
             report.rows_invalid += out["invalid"]
             report.rows_filtered += out["filtered"]
-            report.bytes_read += piece["end"] - piece["start"]
             return []
 
         def crashed(task: _Task, exc: BaseException) -> list[_Task]:

@@ -40,7 +40,9 @@ def _leftovers(directory):
 def test_messy_csv_output_equals_inline_and_no_record_crosses_the_driver(ray_session, messy, inline_run, tmp_path):
     path, counts = messy
     executor = RayExecutor(num_actors=2, distributed=True, range_bytes="8KiB")
-    report, out, dlq = run_to_jsonl(tmp_path, "dist", fs.CSVSource(path), Item, executor, max_bytes_in_flight="32KiB", chunk_bytes="8KiB")
+    snapshots = []
+    report, out, dlq = run_to_jsonl(tmp_path, "dist", fs.CSVSource(path), Item, executor, max_bytes_in_flight="32KiB", chunk_bytes="8KiB",
+                                    progress=snapshots.append)
     ref_report, ref_out, ref_dlq = inline_run
     assert out == ref_out
     assert dlq == ref_dlq  # record numbers and lines global and exact
@@ -50,6 +52,8 @@ def test_messy_csv_output_equals_inline_and_no_record_crosses_the_driver(ray_ses
     assert report.chunks > 10 and report.peak_bytes_in_flight <= 32 * 1024
     assert any(note.startswith("distributed mode:") for note in report.notes)
     assert not _leftovers(tmp_path)  # staging directories and temporary files are gone
+    final = snapshots[-1]  # the progress line works in this mode too
+    assert final.final and final.rows_read == ROWS and final.fraction_done == 1.0
 
 
 def test_jsonl_to_csv_sink_equals_the_single_driver_mode(ray_session, tmp_path, monkeypatch):
