@@ -131,3 +131,25 @@ def test_a_failed_run_leaves_nothing_under_the_final_names(ray_session, tmp_path
     with pytest.raises(fs.FlowSchemaError, match="GeneratorExit"):
         pipeline.run()
     assert os.listdir(tmp_path / "out") == []  # no output, no part, no staging directory
+
+
+def test_what_qualifies_for_distributed_mode(tmp_path):
+    from flowschema_ray.distributed import unsupported
+
+    path = tmp_path / "in.csv"
+    path.write_text("id,name,price,note\n1,a,1.00,\n", encoding="utf-8")
+
+    def why(source=None, sink=None, errors=None, **kwargs):
+        sink = sink or fs.JSONLSink(tmp_path / "o.jsonl")
+        return unsupported(fs.Pipeline(source or fs.CSVSource(path), Item, sink, errors, executor="inline", **kwargs))
+
+    assert why() is None
+    assert why(sink=fs.CSVSink(tmp_path / "o.csv")) is None
+    assert why(source=fs.JSONLSource(path)) is None
+    assert "ParquetSink" in why(sink=fs.ParquetSink(tmp_path / "o.parquet"))
+    assert "delimiter" in why(sink=fs.CSVSink(tmp_path / "o.csv", delimiter=";"))
+    assert "the DLQ is a CSVSink" in why(errors=fs.CSVSink(tmp_path / "e.csv"))
+    assert "not a regular file" in why(source=fs.CSVSource(tmp_path / "missing.csv"))
+    assert "JSONSource" in why(source=fs.JSONSource(path))
+    assert "checkpoint=" in why(checkpoint=tmp_path / "ck")
+    assert "max_invalid=" in why(max_invalid=10)
