@@ -155,3 +155,15 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
     name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)
     return {"start": piece["start"], "seen": 1, "valid": 0, "invalid": 1, "filtered": 0, "sink_part": None, "dlq_part": name,
             "reasons": [[*error["reason"], 1]]}
+
+
+def probe(path: str, directories: list[str]) -> dict[str, Any]:
+    """What this worker's node sees of the input and the staging directories: distributed
+    mode needs every node to see the same file and the same (freshly made) directories,
+    which a path on one node's own disk is not."""
+    try:
+        info = os.stat(path)
+        seen: list[int] | None = [info.st_size, info.st_mtime_ns]
+    except OSError:
+        seen = None
+    return {"input": seen, "directories": all(os.path.isdir(d) for d in directories)}

@@ -123,7 +123,9 @@ class DistributedRun:
             # (the DLQ keeps naming the source as the user did).
             source = copy.copy(self.source)
             source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
-            desc = self._run_tasks([_Task("describe", (source,), 0)])[0]
+            self.staging = {"sink": range_io.make_staging(self.sink.name), "dlq": range_io.make_staging(self.errors.name)}
+            refused = self._probe(source.path)  # type: ignore[attr-defined]
+            desc: dict[str, Any] = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
             refused = desc["refused"]
             plan = None
             if refused is None:
@@ -182,6 +184,17 @@ class DistributedRun:
         except self.ray.exceptions.RayError as exc:
             raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
         self.report.workers = len(self.actors)
+
+    def _probe(self, path: str) -> str | None:
+        """Why the actors cannot share files with the driver, or None: each must see the
+        input as the driver does and the staging directories the driver just made."""
+        info = os.stat(path)
+        seen = self.ray.get([a.handle.probe.remote(path, list(self.staging.values())) for a in self.actors])
+        for answer in seen:
+            if answer["input"] != [info.st_size, info.st_mtime_ns] or not answer["directories"]:
+                return ("the input or the output directories are not the same on every node (a path on one node's own disk?); "
+                        "distributed mode needs a shared volume mounted at the same path on every node")
+        return None
 
     def _new_actor(self) -> _RangeActor:
         handle = self.actor_cls.remote(self.spec_ref, self.sys_path)
@@ -294,7 +307,6 @@ class DistributedRun:
     # -- the ranges ----------------------------------------------------------------
     def _process(self, desc: dict[str, Any], ranges: list[Any]) -> None:
         report = self.report
-        self.staging = {"sink": range_io.make_staging(self.sink.name), "dlq": range_io.make_staging(self.errors.name)}
         self.outcomes: dict[int, dict[str, Any]] = {}
         run_id = self.pipeline.run_id
 

@@ -39,3 +39,8 @@ class RangeActor(ChunkActor):
         from flowschema_core import range_work
 
         return range_work.isolate(desc, piece, staging, run_id, reason)
+
+    def probe(self, path: str, directories: list[str]) -> dict[str, Any]:
+        from flowschema_core import range_work
+
+        return range_work.probe(path, directories)

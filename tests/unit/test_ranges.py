@@ -151,3 +151,11 @@ def test_any_cut_gives_the_sequential_records(tmp_path_factory, rows, crlf, blan
     path = tmp_path / "in.csv"
     path.write_text("id,name" + end + body, encoding="utf-8", newline="")
     same_outputs(tmp_path, lambda: fs.CSVSource(path), range_bytes)
+
+
+def test_probe_tells_what_a_node_sees(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"id,name\n1,a\n")
+    info = os.stat(path)
+    assert range_work.probe(str(path), [str(tmp_path)]) == {"input": [info.st_size, info.st_mtime_ns], "directories": True}
+    assert range_work.probe(str(tmp_path / "other.csv"), [str(tmp_path / "made-elsewhere")]) == {"input": None, "directories": False}
