@@ -25,6 +25,7 @@ import os
 import sys
 from typing import Any
 
+from . import storage
 from .errors import FlowSchemaError, exit_code_for
 
 EXIT_USAGE = 2
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowschema", description="Validate messy records with a Pydantic model, within a byte budget.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a pipeline")
-    run.add_argument("source", nargs="?", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx sqlite:/// postgresql:// mysql:// http(s)://)")
+    run.add_argument("source", nargs="?", help="input path or URL (.csv .tsv .json .jsonl .parquet .xlsx, s3:// gs:// az:// URLs; sqlite:/// postgresql:// http(s)://)")
     run.add_argument("--config", metavar="FILE", help="read the options from a TOML file (keys named like the flags); flags override it")
     add_run_options(run, required=False)  # --model and --sink may come from --config
     run.set_defaults(handler=run_command, run_parser=run)
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 def add_run_options(run: argparse.ArgumentParser, *, required: bool = True) -> None:
     """The options of ``flowschema run`` after SOURCE (``flowschema replay`` takes them too)."""
     run.add_argument("--model", required=required, help="pydantic model as package.module:ClassName")
-    run.add_argument("--sink", required=required, help="output path or URL (.jsonl .csv .parquet sqlite:/// postgresql:// mysql://)")
+    run.add_argument("--sink", required=required, help="output path or URL (.jsonl .csv .parquet, also as s3:// gs:// az:// URLs; sqlite:/// postgresql:// mysql://)")
     run.add_argument("--errors", help="dead-letter queue path (default: beside the sink, *.errors.jsonl)")
     run.add_argument("--executor", default="process", help="process (default), inline, ray, or a plugin name")
     run.add_argument("--workers", type=int, help="worker processes / Ray actors (default: the executor's own)")
@@ -141,7 +142,7 @@ def _source_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def _sink_options(args: argparse.Namespace) -> dict[str, Any]:
     options = {**getattr(args, "sink_options", {}), **_options(args.sink_option)}  # the config's [sink] table, then flags
-    if "://" in args.sink:
+    if "://" in args.sink and not storage.is_file_url(args.sink):  # a database
         if args.sink_table:
             options["table"] = args.sink_table
         if "table" not in options:

@@ -6,12 +6,14 @@ byte budget. :class:`Pipeline` is configuration only; each :meth:`Pipeline.run` 
 from __future__ import annotations
 
 import os
+import posixpath
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
+from . import storage
 from .budget import ErrorBudget
 from .checkpoint import CheckpointStore
 from .dlq import DLQ_FIELDS
@@ -86,7 +88,7 @@ class Pipeline:
         if not isinstance(sink, Sink) or (errors is not None and not isinstance(errors, Sink)):
             raise ConfigError("sink and errors must be flowschema Sinks (e.g. JSONLSink('out.jsonl'))")
         self.source, self.model, self.sink = source, model, sink
-        self.errors = errors if errors is not None else JSONLSink(_default_dlq_path(sink))
+        self.errors = errors if errors is not None else _default_dlq(sink)
         self.max_bytes_in_flight = parse_size(max_bytes_in_flight, name="max_bytes_in_flight")
         self.chunk_bytes = parse_size(chunk_bytes, name="chunk_bytes")
         if self.chunk_bytes > self.max_bytes_in_flight:
@@ -124,6 +126,15 @@ def _record_timeout(seconds: float | None, executor: Executor) -> float | None:
         raise ConfigError(f"record_timeout needs an executor that can stop a worker stuck on a record; {type(executor).__name__} "
                           "cannot (it would have to stop the driver itself): use executor='process' or 'ray'")
     return float(seconds)
+
+
+def _default_dlq(sink: Sink) -> JSONLSink:
+    """The DLQ beside the sink: ``orders.errors.jsonl`` (on the sink's store, with its
+    storage options, when the sink is a URL such as ``s3://bucket/orders.parquet``)."""
+    path = getattr(sink, "path", None)
+    if isinstance(path, str) and storage.is_remote(path):
+        return JSONLSink(f"{posixpath.splitext(path)[0]}.errors.jsonl", storage_options=getattr(sink, "storage_options", None))
+    return JSONLSink(_default_dlq_path(sink))
 
 
 def _default_dlq_path(sink: Sink) -> str:

@@ -2,7 +2,9 @@
 
 One table per kind of component (executors by name; sources and sinks by a path's
 extension or URL scheme), each entry with the extra to install when its import fails and
-the constructor defaults it implies (``.tsv`` means a tab delimiter). Names the tables do
+the constructor defaults it implies (``.tsv`` means a tab delimiter). A storage URL
+(``s3://bucket/orders.csv``, ``file:///…``, an ``https://`` URL whose path ends in a data
+extension: :func:`flowschema_core.storage.is_file_url`) goes by its extension too. Names the tables do
 not know are looked up in the entry-point groups ``flowschema.executors``,
 ``flowschema.sources`` and ``flowschema.sinks``, read on the first lookup of an unknown
 name, never at import. A plugin registers a source or sink under its extension without
@@ -20,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import storage
 from .errors import ConfigError, MissingDependencyError
 from .sources.compression import SUFFIXES as COMPRESSION_SUFFIXES
 
@@ -133,8 +136,10 @@ def make_executor(spec: Any = None, **options: Any) -> Any:
 
 def _kind_key(location: str, kind: str) -> str:
     if "://" in location:
-        scheme = location.split("://", 1)[0].lower()
-        return scheme.split("+", 1)[0] + "://"
+        if not storage.is_file_url(location):  # a database, an HTTP API, dlq://, a plugin's scheme
+            scheme = location.split("://", 1)[0].lower()
+            return scheme.split("+", 1)[0] + "://"
+        location = storage.url_path(location)  # s3://bucket/orders.csv is a CSV file
     stem, ext = os.path.splitext(location)
     if ext.lower() in COMPRESSION_SUFFIXES:
         if kind == "sink":  # writing compressed is not supported: refuse rather than lie

@@ -79,11 +79,39 @@ def _sqlite_transactions(engine: Any) -> None:
 def is_disconnect(exc: BaseException) -> bool:
     """True for errors worth a retry on a fresh connection: a lost or refused connection
     (SQLAlchemy marks those ``connection_invalidated``) and other ``OperationalError``\\ s
-    (server restarting, database locked)."""
+    (server restarting, database locked) — but not those no retry can mend, which drivers
+    also raise as ``OperationalError``: SQLite's syntax errors and missing tables, a
+    refused login, a database that does not exist. Retrying those took 16 s to end in a
+    message about a lost connection. (A password being rotated is refused at once too:
+    rerun, or resume from a checkpoint.)"""
     sa = import_sqlalchemy()
     if isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated:
         return True
-    return isinstance(exc, sa.exc.OperationalError) and not is_check_violation(exc)
+    return isinstance(exc, sa.exc.OperationalError) and not is_check_violation(exc) and not _permanent(exc)
+
+
+#: SQLSTATEs (PostgreSQL) and MySQL / MariaDB error codes of a refused login or a missing database.
+_PERMANENT_SQLSTATES = frozenset({"28000", "28P01", "3D000"})
+_MYSQL_PERMANENT = frozenset({1044, 1045, 1049})
+#: libpq reports a refused connection without a SQLSTATE, only the server's FATAL message;
+#: these say the server answered and will answer the same again ("the database system is
+#: starting up" or "too many clients" are worth the retry, and are not here).
+_PG_PERMANENT_CONNECT = ("does not exist", "password authentication failed", "no pg_hba.conf entry")
+
+
+def _permanent(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    if type(orig).__module__ == "sqlite3":  # SQLite's OperationalError is mostly the statement's fault
+        text = str(orig).lower()
+        return not any(word in text for word in ("locked", "busy", "disk i/o"))
+    if getattr(orig, "sqlstate", None) in _PERMANENT_SQLSTATES:
+        return True
+    if type(orig).__module__.startswith("psycopg") and "FATAL:" in str(orig):
+        return any(text in str(orig) for text in _PG_PERMANENT_CONNECT)
+    args: tuple[Any, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] in _MYSQL_PERMANENT
 
 
 #: MySQL / MariaDB error codes of a CHECK constraint a row fails, which PyMySQL raises as

@@ -72,7 +72,7 @@ class ChunkProcessor:
         self.nulls = NullPolicy(spec.model)  # what an empty cell means, per field
         #: Set by a worker whose executor enforces ``record_timeout``.
         self.beacon: Beacon | None = None
-        self.stuck: dict[int, str] | None = None  # records of this chunk not to run, and why
+        self.stuck: dict[int, list[str]] | None = None  # records of this chunk not to run: [error type, reason]
         # The source's worker context, unpacked once; kinds keep what they build from it here.
         self.context: dict[str, Any] = codec.unpack(spec.context) if spec.context else {}
 
@@ -116,7 +116,8 @@ class ChunkProcessor:
         if self.beacon is not None:
             self.beacon.on_record(i)
             if self.stuck is not None and i in self.stuck:
-                batch.fail(i, line, "worker", [dlq.entry("record_timeout", self.stuck[i])], raw)
+                error_type, reason = self.stuck[i]
+                batch.fail(i, line, "worker", [dlq.entry(error_type, reason)], raw)
                 return
         for hook in self.before:
             try:

@@ -38,7 +38,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from flowschema_core import progress, range_io
+from flowschema_core import progress, range_io, storage
 from flowschema_core.error_groups import ErrorGroups
 from flowschema_core.errors import (
     AccountingError,
@@ -71,6 +71,10 @@ def unsupported(pipeline: Pipeline) -> str | None:
     if type(source) not in (CSVSource, JSONLSource):
         return f"the source is a {type(source).__name__}; distributed mode reads CSVSource and JSONLSource files"
     path = source.path  # type: ignore[attr-defined]
+    for where in (source, sink, errors):
+        location = getattr(where, "path", "")
+        if isinstance(location, str) and storage.is_remote(location):
+            return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
     if not os.path.isfile(path) or path.startswith("/dev/"):
         return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
     if type(sink) not in (JSONLSink, CSVSink):
@@ -123,7 +127,8 @@ class DistributedRun:
             # (the DLQ keeps naming the source as the user did).
             source = copy.copy(self.source)
             source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
-            self.staging = {"sink": range_io.make_staging(self.sink.name), "dlq": range_io.make_staging(self.errors.name)}
+            outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
+            self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
             refused = self._probe(source.path)  # type: ignore[attr-defined]
             desc: dict[str, Any] = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
             refused = desc["refused"]
@@ -360,7 +365,7 @@ class DistributedRun:
         head = self.sink._header(fields) if isinstance(self.sink, CSVSink) else b""
         for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b"")):
             parts = [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]]
-            range_io.commit(sink.name, first, self.staging[key], parts, mode)
+            range_io.commit(sink.path, first, self.staging[key], parts, mode)  # type: ignore[attr-defined]
 
     def _measure(self, sampler: Sampler, elapsed: float) -> None:
         report = self.report

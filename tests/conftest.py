@@ -11,11 +11,12 @@ import pytest
 
 from tests.mariadb_server import MariaDBServer, find_server
 from tests.pg_server import PostgresServer, find_bin_dir
+from tests.s3_server import MotoServer, S3Endpoint, moto_available
 
 
-def _unavailable(reason: str, server: str = "PostgreSQL") -> None:
+def _unavailable(reason: str, server: str = "PostgreSQL", fix: str = "run .ci/install-system-deps.sh") -> None:
     if os.environ.get("FLOWSCHEMA_CI") == "1":
-        pytest.fail(f"{reason} (FLOWSCHEMA_CI=1: CI must test against a real {server}; run .ci/install-system-deps.sh)")
+        pytest.fail(f"{reason} (FLOWSCHEMA_CI=1: CI must test against a real {server}; {fix})")
     pytest.skip(reason)
 
 
@@ -66,6 +67,30 @@ def mariadb_db_url(mariadb_url: str) -> Iterator[str]:
     """URL of a fresh, empty database on the session's MariaDB server, dropped after the test."""
     with _fresh_database(mariadb_url, mariadb_url, "`{}`") as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Endpoint]:
+    """A real S3 API (moto in server mode) on loopback for this session, enforcing credentials."""
+    if not moto_available():
+        _unavailable('moto is not installed: pip install "moto[server]"', "S3 API (moto)", "pip install -e '.[dev]'")
+    try:
+        import s3fs  # noqa: F401
+    except ImportError:
+        _unavailable('s3fs is not installed: pip install "flowschema[s3]"', "S3 API (moto)", "pip install -e '.[dev]'")
+    server = MotoServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3: S3Endpoint) -> str:
+    """A fresh, empty bucket on the session's S3 server (its name)."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    s3.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
+    return name
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import WorkerCrashedError, WorkerPoolError
+from ..watchdog import mark_stuck
 from .base import ExecutorStats
 
 log = logging.getLogger("flowschema")
@@ -40,12 +41,14 @@ class Task:
     """One submitted chunk: its blob, the caller's future, the deaths it caused, and
     whether it must run alone (it was on a worker that died, and may be the reason)."""
 
-    __slots__ = ("alone", "attempts", "blob", "future", "ordinal")
+    __slots__ = ("alone", "attempts", "blob", "deaths_at", "future", "marked", "ordinal")
 
     def __init__(self, blob: bytes, future: Future[bytes]) -> None:
         self.blob, self.future, self.attempts = blob, future, 0
         self.alone = False
         self.ordinal = 0  # which chunk it is for the worker that holds it (1 = the first it got)
+        self.deaths_at: list[int | None] = []  # the record each of its deaths happened on (None: not known)
+        self.marked: set[int] = set()  # records marked not to run after they killed workers
 
 
 #: What a death costs: the tasks to fail now, and the error that fails the pool (if any).
@@ -111,7 +114,8 @@ class TaskPool:
             slot.alone = task.alone
             send(slot, task)
 
-    def on_death(self, tasks: list[Task], how: str, exit_code: int | None, *, started: bool, stuck: bool = False) -> DeathOutcome:
+    def on_death(self, tasks: list[Task], how: str, exit_code: int | None, *, started: bool, stuck: bool = False,
+                 at: tuple[int, int | None] | None = None) -> DeathOutcome:
         """Account for a dead worker that held ``tasks`` (oldest first).
 
         Returns the tasks to fail now (their chunk killed a worker ``max_attempts``
@@ -121,6 +125,13 @@ class TaskPool:
         because one record outlived ``record_timeout`` (``stuck``) blames nobody either:
         that record is already marked in its chunk, and the replacement is counted apart
         (as a timeout, not against ``max_restarts``: the records bound how many there are).
+
+        ``at`` is the (chunk ordinal, record index) the worker's beacon showed when it died.
+        A chunk whose ``max_attempts`` deaths all happened on the same record has that
+        record marked (it goes to the DLQ without running, see
+        :func:`~flowschema_core.watchdog.mark_stuck`) and goes back to the line, instead of
+        failing to be halved. Should a marked record still kill the worker (it dies before
+        the mark is read: while being parsed), the chunk is halved as before.
         """
         crashed: list[tuple[Task, BaseException]] = []
         requeue = list(tasks)
@@ -137,7 +148,16 @@ class TaskPool:
         elif tasks and started:
             culprit = tasks[0]
             culprit.attempts += 1
-            if culprit.attempts >= self.max_attempts:
+            culprit.deaths_at.append(at[1] if at is not None and at[0] == culprit.ordinal else None)
+            record = _the_same_record(culprit.deaths_at)
+            if culprit.attempts >= self.max_attempts and record is not None and record not in culprit.marked:
+                log.warning("record %d of a chunk killed its %s %d times (last one %s); it goes to the DLQ, the rest of its chunk is retried",
+                            record + 1, self.noun, culprit.attempts, how)
+                culprit.blob = mark_stuck(culprit.blob, record, f"the record killed its {self.noun} {culprit.attempts} times "
+                                          f"(last one {how}); the rest of its chunk was processed", "worker_crashed")
+                culprit.marked.add(record)
+                culprit.attempts, culprit.deaths_at = 0, []
+            elif culprit.attempts >= self.max_attempts:
                 message = f"the {self.noun} {how} on this chunk {culprit.attempts} times"
                 log.warning("%s; the chunk is split to find the record responsible", message)
                 crashed.append((culprit, WorkerCrashedError(message, exit_code)))
@@ -164,6 +184,12 @@ class TaskPool:
         tasks = [*self.pending, *held]
         self.pending.clear()
         return tasks
+
+
+def _the_same_record(deaths_at: list[int | None]) -> int | None:
+    """The record every death happened on, if they all happened on one known record."""
+    first = deaths_at[0] if deaths_at else None
+    return first if first is not None and all(at == first for at in deaths_at) else None
 
 
 def resolve(future: Future[bytes], *, result: bytes | None = None, error: BaseException | None = None) -> None:

@@ -91,8 +91,10 @@ class PooledExecutor(Executor):
         self._tasks.dispatch(self._pool, self._send)
 
     # -- deaths and failure ----------------------------------------------------------
-    def _worker_died(self, slot: Any, how: str, exit_code: int | None, *, started: bool, stuck: bool = False) -> DeathOutcome:
+    def _worker_died(self, slot: Any, how: str, exit_code: int | None, *, started: bool, stuck: bool = False,
+                     at: tuple[int, int | None] | None = None) -> DeathOutcome:
         """Account for a dead worker and start its replacement; called with the lock held.
+        ``at``: the (chunk ordinal, record index) its beacon last showed, if it has one.
 
         Returns the tasks to fail (outside the lock) and the error that fails the whole
         pool, if any (pass it to :meth:`_fail_all`, outside the lock)."""
@@ -101,7 +103,7 @@ class PooledExecutor(Executor):
             self._pool.remove(slot)
         tasks = self._held(slot)
         slot.assigned.clear()
-        crashed, failure = self._tasks.on_death(tasks, how, exit_code, started=started, stuck=stuck)
+        crashed, failure = self._tasks.on_death(tasks, how, exit_code, started=started, stuck=stuck, at=at)
         if failure is None:
             try:
                 self._pool.append(self._spawn())

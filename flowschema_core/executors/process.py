@@ -148,7 +148,9 @@ class MultiprocessingExecutor(PooledExecutor):
         self._started = True
 
     def _spawn(self) -> _Worker:
-        return _Worker(self._spec_message, self.worker_memory_limit, watched=self._record_timeout is not None)
+        # Watched whether or not record_timeout is set: the beacon also says which record
+        # a worker died on (see flowschema_core.watchdog).
+        return _Worker(self._spec_message, self.worker_memory_limit, watched=True)
 
     def _send(self, slot: Any, task: Task) -> None:
         slot.send(task)
@@ -270,11 +272,13 @@ class MultiprocessingExecutor(PooledExecutor):
         with self._lock:
             worker.kill()
             worker.inbox.close()
+            at = None
             if worker.watch is not None:
+                at = worker.watch.where()
                 worker.watch.close()
             if self._closing:
                 return
-            crashed, failure = self._worker_died(worker, describe_exit(exit_code), exit_code, started=worker.ready, stuck=worker.stuck)
+            crashed, failure = self._worker_died(worker, describe_exit(exit_code), exit_code, started=worker.ready, stuck=worker.stuck, at=at)
         for task, error in crashed:
             resolve(task.future, error=error)
         if failure is not None:

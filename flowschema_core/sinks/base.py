@@ -22,11 +22,12 @@ import re
 import shutil
 import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
 from pydantic import BaseModel
 
+from .. import storage
 from ..errors import ConfigError, SinkError
 
 log = logging.getLogger("flowschema")
@@ -204,6 +205,20 @@ class AtomicFile:
         elif not os.path.exists(path):
             raise SinkError(f"cannot finish {path}: neither it nor its partial output {tmp} exists")
 
+    # The file-like side (a storage.StagedOutput, so pyarrow can write into it too).
+    def write(self, data: bytes) -> int:
+        return self.file.write(data)
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self.file.closed
+
     def close(self) -> None:
         """Close without renaming or deleting (the partial file stays for a resume)."""
         try:
@@ -242,23 +257,29 @@ class AtomicFile:
 
 
 class FileSink(Sink):
-    """A sink writing one local file through :class:`AtomicFile`: temp name until the
-    run commits, and checkpoints as the file's durable length. Subclasses encode rows
-    and call :meth:`_write_bytes`; ``_header`` (if any) is written once at the start."""
+    """A sink writing one file through :class:`AtomicFile`: temp name until the run
+    commits, and checkpoints as the file's durable length. Subclasses encode rows and call
+    :meth:`_write_bytes`; ``_header`` (if any) is written once at the start.
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
-        self._file: AtomicFile | None = None
+    ``path`` may also be a URL (``s3://bucket/out.jsonl``, ``gs://…``, ``az://…``,
+    ``file:///…``) written through fsspec with ``storage_options``: it appears only on
+    commit as well (see :mod:`flowschema_core.storage`); checkpoints need a local path."""
+
+    def __init__(self, path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | str | None = None) -> None:
+        self.path = storage.local_path(path)
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
+        self._file: storage.StagedOutput | None = None
 
     def _header(self, fields: list[str]) -> bytes:
         return b""
 
     def open(self, fields: list[str], model: type[BaseModel] | None = None) -> None:
-        self._file = AtomicFile(self.path, mode_limit=self.mode_limit)
+        self._file = storage.open_output(self.path, self.storage_options, mode_limit=self.mode_limit)
         self._write_bytes(self._header(fields))
 
     def open_resumable(self, fields: list[str], model: type[BaseModel] | None, key: str, state: dict[str, Any] | None) -> None:
+        refuse_remote_checkpoint(self.path)
         header = self._header(fields)  # always built: it may also set up the encoder
         self._file = AtomicFile(self.path, key=key, resume_length=state["length"] if state else None, mode_limit=self.mode_limit)
         if state is None:
@@ -268,13 +289,13 @@ class FileSink(Sink):
         if self._file is None:
             raise SinkError(f"{self.path}: write before open()")
         try:
-            self._file.file.write(data)
+            self._file.write(data)
         except OSError as exc:
             raise SinkError(f"cannot write {self.path}: {exc.strerror or exc}") from exc
 
     def checkpoint(self) -> dict[str, Any]:
-        if self._file is None:
-            raise SinkError(f"{self.path}: checkpoint before open()")
+        if not isinstance(self._file, AtomicFile):
+            raise SinkError(f"{self.path}: checkpoint before open_resumable()")
         return {"length": self._file.sync()}
 
     def suspend(self) -> None:
@@ -283,6 +304,7 @@ class FileSink(Sink):
             self._file = None
 
     def finish_commit(self, key: str) -> None:
+        refuse_remote_checkpoint(self.path)
         self.suspend()  # close our handle on the partial file before it is renamed
         AtomicFile.finish(self.path, key)
 
@@ -295,6 +317,13 @@ class FileSink(Sink):
         if self._file is not None:
             self._file.abort()
             self._file = None
+
+
+def refuse_remote_checkpoint(path: str) -> None:
+    """A checkpointed run resumes a partial local file; an object store has none to resume."""
+    if storage.is_remote(path):
+        raise ConfigError(f"{storage.display(path)}: checkpoint= needs a local sink (it resumes a partial file); "
+                          "write to a local path and upload it afterwards, or run without checkpoint=")
 
 
 def _fsync_directory(directory: str) -> None:

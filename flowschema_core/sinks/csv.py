@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from ..dlq import json_default
@@ -17,8 +18,8 @@ class CSVSink(FileSink):
 
     output_form = "csv"
 
-    def __init__(self, path: str | os.PathLike[str], *, delimiter: str = ",") -> None:
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike[str], *, delimiter: str = ",", storage_options: Mapping[str, Any] | str | None = None) -> None:
+        super().__init__(path, storage_options=storage_options)
         self.delimiter = delimiter
         self._fields: list[str] = []
 

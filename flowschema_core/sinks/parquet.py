@@ -21,12 +21,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
+from .. import storage
 from ..arrow_schema import arrow_schema, converter, import_pyarrow, json_text
 from ..errors import ConfigError, SinkError
 from ..model_types import field_types
@@ -48,6 +49,9 @@ class ParquetSink(RowSink):
         partition columns are then stored in the directory names only, as Hive does.
     :param row_group_rows: rows per row group; default: one row group per chunk.
     :param compression: any codec pyarrow knows: "zstd", "snappy", "gzip", "lz4", "none".
+    :param storage_options: for a URL (``s3://bucket/clean/orders.parquet``): the fsspec
+        filesystem's options; the file appears on commit (:mod:`flowschema_core.storage`).
+        ``partition_by`` needs a local directory.
     """
 
 
@@ -58,15 +62,18 @@ class ParquetSink(RowSink):
         partition_by: Sequence[str] | None = None,
         row_group_rows: int | None = None,
         compression: str = "zstd",
+        storage_options: Mapping[str, Any] | str | None = None,
     ) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
+        self.path = storage.local_path(path)
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
         self.partition_by = [partition_by] if isinstance(partition_by, str) else list(partition_by or [])
         if row_group_rows is not None and row_group_rows < 1:
             raise ConfigError(f"row_group_rows must be at least 1, not {row_group_rows}")
         self.row_group_rows = row_group_rows
         self.compression = compression
         self._tmp: str | None = None
+        self._output: storage.StagedOutput | None = None  # a URL's staged output (one file)
         self._writers: OrderedDict[tuple[Any, ...], _PartWriter] = OrderedDict()
         self._parts_started: dict[tuple[Any, ...], int] = {}
         self.rows_written = 0
@@ -94,6 +101,14 @@ class ParquetSink(RowSink):
         keep = [i for i in range(len(self._fields)) if i not in self._part_idx]
         self._data_idx = keep
         self._data_schema = pa.schema([schema.field(i) for i in keep])
+        if storage.is_remote(self.path):
+            if self.partition_by:
+                raise ConfigError(f"{self.name}: partition_by writes a local directory of files; write the dataset locally, "
+                                  "or drop partition_by to write one Parquet file to the URL")
+            self._output = storage.open_output(self.path, self.storage_options)
+            self._tmp = self.path  # open; the writer goes into the staged output
+            self._writer_for(())
+            return
         directory = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(directory, exist_ok=True)
@@ -138,6 +153,10 @@ class ParquetSink(RowSink):
             for w in self._writers.values():
                 w.close()
             self._writers.clear()
+            if self._output is not None:
+                output, self._output = self._output, None
+                output.commit()
+                return
             if not self.partition_by:
                 os.replace(tmp, self.path)
                 return
@@ -148,6 +167,9 @@ class ParquetSink(RowSink):
             os.replace(tmp, self.path)
             if old:
                 shutil.rmtree(old, ignore_errors=True)
+        except SinkError:  # a URL's upload failed (its output aborted itself)
+            self.abort()
+            raise
         except OSError as exc:
             self._tmp = tmp
             self.abort()
@@ -157,6 +179,10 @@ class ParquetSink(RowSink):
         for w in self._writers.values():
             w.close(quiet=True)
         self._writers.clear()
+        if self._output is not None:
+            output, self._output = self._output, None
+            self._tmp = None
+            output.abort()
         if self._tmp is not None:
             tmp, self._tmp = self._tmp, None
             if os.path.isdir(tmp):
@@ -174,8 +200,9 @@ class ParquetSink(RowSink):
             self._writers.move_to_end(key)
             return writer
         assert self._tmp is not None
+        target: Any
         if not self.partition_by:
-            target = self._tmp
+            target = self._output if self._output is not None else self._tmp
         else:
             n = self._parts_started.get(key, 0)
             self._parts_started[key] = n + 1
@@ -256,7 +283,8 @@ def _partition_value(value: Any) -> str | None:
 class _PartWriter:
     """One open Parquet file, gathering rows into row groups."""
 
-    def __init__(self, path: str, schema: Any, compression: str, row_group_rows: int | None) -> None:
+    def __init__(self, path: Any, schema: Any, compression: str, row_group_rows: int | None) -> None:
+        """``path``: a local file name, or a file-like object (a URL's staged output)."""
         import pyarrow.parquet as pq
 
         self.path, self.row_group_rows = path, row_group_rows
@@ -291,6 +319,8 @@ class _PartWriter:
         try:
             self._flush(final=True)
             self.writer.close()
+            if not isinstance(self.path, str):
+                return  # a staged output: durable on its commit
             fd = os.open(self.path, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -23,11 +23,11 @@ import abc
 import io
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .. import codec
+from .. import codec, storage
 from ..errors import SourceError
 from ..kinds import rows as rows_kind
 from . import compression
@@ -144,21 +144,25 @@ class RecordSource(Source):
             yield codec.encode(rows_kind.chunk(rows, self.fields, lines if has_lines else None, bad, self._nulls()))
 
 
-def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8") -> tuple[bytes, int]:
+def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8", *, what: str = "record of") -> tuple[bytes, int]:
     """A one-record chunk saying a record was too large to read (it goes to the DLQ with
     stage ``parse`` and its first KiB), so a giant record costs no memory."""
     text = head[:1024].decode(encoding, "backslashreplace")
-    reason = f"record of {size:,} bytes is larger than max_record_bytes={limit:,}; it was skipped"
+    reason = f"{what} {size:,} bytes, larger than max_record_bytes={limit:,}; it was skipped"
     return codec.encode(rows_kind.chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
 
 
-def open_input(path: str | os.PathLike[str], what: str, progress: ReadProgress | None = None) -> Any:
-    """Open a local file for binary reading, or raise a SourceError that names it.
+def open_input(path: str | os.PathLike[str], what: str, progress: ReadProgress | None = None,
+               storage_options: Mapping[str, Any] | None = None) -> Any:
+    """Open a local file, or a URL through fsspec (:mod:`flowschema_core.storage`, with
+    ``storage_options``), for binary reading, or raise a SourceError that names it.
 
     With ``progress``, its ``total`` becomes the file's size (when it is a regular file)
     and ``done`` follows the bytes read from the file, counted once per block read from
     the disk (compressed bytes for a compressed file, so the fraction stays right)."""
     path = os.fspath(path)
+    if storage.is_remote(path):
+        return _decompressed(storage.open_input(path, storage_options, progress=progress))
     if not os.path.exists(path):
         raise SourceError(f"{what} not found: {path}")
     if os.path.isdir(path):
@@ -167,8 +171,13 @@ def open_input(path: str | os.PathLike[str], what: str, progress: ReadProgress |
         raw = open(path, "rb") if progress is None else _counted(path, progress)
     except OSError as exc:
         raise SourceError(f"cannot open {what} {path}: {exc.strerror}") from exc
-    # A compressed file (by its magic bytes) is read as its decompressed stream. peek()
-    # does not consume, so pipes and /dev/stdin work too.
+    return _decompressed(raw)
+
+
+def _decompressed(raw: Any) -> Any:
+    """``raw`` (a buffered binary file), or its decompressed stream when it is compressed."""
+    # The compression is told by its magic bytes. peek() does not consume, so pipes and
+    # /dev/stdin work too.
     try:
         kind = compression.detect(raw.peek(8)[:8])
         return raw if kind is None else compression.open_decompressed(raw, kind)

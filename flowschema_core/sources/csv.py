@@ -13,10 +13,10 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .. import blocks, codec
+from .. import blocks, codec, storage
 from ..errors import ConfigError, SourceError
 from ..kinds import csv as csv_kind
 from ..nulls import EmptyCells, empty_cells_mode, null_tokens
@@ -47,6 +47,9 @@ class CSVSource(Source):
     :param max_record_bytes: a record longer than this (a giant field, or a stray quote
         that makes the rest of the file one field) is skipped without being held in
         memory and becomes a ``parse`` DLQ record with its first KiB.
+    :param storage_options: for a URL path (``s3://bucket/orders.csv``, ``gs://``,
+        ``az://``, ``https://``): the fsspec filesystem's options (credentials, endpoint);
+        see :mod:`flowschema_core.storage`.
     """
 
     def __init__(
@@ -63,9 +66,11 @@ class CSVSource(Source):
         null_values: Sequence[str] = (),
         empty_as_none: bool | None = None,
         max_record_bytes: int | str = "64MiB",
+        storage_options: Mapping[str, Any] | str | None = None,
     ) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
+        self.path = storage.local_path(path)
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
         if len(delimiter) != 1 or delimiter in "\r\n":
             raise ConfigError(f"delimiter must be one character other than a newline, got {delimiter!r}")
         if quotechar is not None and (len(quotechar) != 1 or quotechar == delimiter):
@@ -99,7 +104,7 @@ class CSVSource(Source):
         quote = self.quotechar.encode(self.encoding) if self.quotechar else None
         self.notes = []  # this run's
         self.read_progress = ReadProgress()
-        with open_input(self.path, "CSV file", self.read_progress) as f:
+        with open_input(self.path, "CSV file", self.read_progress, self.storage_options) as f:
             start = self.read_preamble(f)
             if start is None:
                 return  # an empty file holds no records

@@ -48,7 +48,7 @@ import zlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from .. import codec
+from .. import codec, storage
 from ..errors import ConfigError, MissingDependencyError, SourceError
 from ..kinds import xlsx as xlsx_kind
 from ..kinds.xlsx import EXCEL_ERRORS, letters, row_json, short
@@ -109,7 +109,10 @@ class ExcelSource(RecordSource):
         null_values: Sequence[str] = (),
         reader: str | None = None,
     ) -> None:
-        self.path = os.fspath(path)
+        self.path = storage.local_path(path)
+        if storage.is_remote(self.path):  # the zip is opened by name several times (checks, openpyxl, the fast reader)
+            raise ConfigError(f"{storage.display(self.path)}: ExcelSource reads local workbooks only; download it first "
+                              "(e.g. aws s3 cp URL book.xlsx)")
         self.reader = DEFAULT_READER if reader is None else reader
         if self.reader not in READERS:
             raise ConfigError(f"reader must be one of {', '.join(READERS)}, not {reader!r}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import codecs
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .. import storage
 from ..errors import SourceError
 from .base import ParseFailure, ReadProgress, RecordSource, open_input
 
@@ -83,11 +84,13 @@ def _odd_backslashes(data: bytes) -> bool:
 class JSONSource(RecordSource):
     """Read ``[{...}, {...}, ...]``. An element that is not an object becomes a ``parse``
     DLQ record; a file that is not a JSON array raises :class:`SourceError` naming the
-    file and the byte position."""
+    file and the byte position. ``path`` may be a URL read with ``storage_options`` (see
+    :mod:`flowschema_core.storage`)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
+    def __init__(self, path: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | str | None = None) -> None:
+        self.path = storage.local_path(path)
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "json", "name": self.path}
@@ -96,7 +99,7 @@ class JSONSource(RecordSource):
         import ijson
 
         self.read_progress = ReadProgress()
-        with open_input(self.path, "JSON file", self.read_progress) as f:
+        with open_input(self.path, "JSON file", self.read_progress, self.storage_options) as f:
             start = f.read(4096)
             offset = len(codecs.BOM_UTF8) if start.startswith(codecs.BOM_UTF8) else 0
             stripped = start[offset:].lstrip()

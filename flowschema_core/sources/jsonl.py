@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .. import blocks, codec
+from .. import blocks, codec, storage
 from ..kinds import jsonl as jsonl_kind
 from ..units import parse_size
 from .base import ReadProgress, Source, open_input, oversized_record
@@ -21,11 +21,14 @@ _READ_SIZE = 1 << 20
 
 
 class JSONLSource(Source):
-    """Read a JSON Lines file (``.jsonl`` / ``.ndjson``). Blank lines are skipped."""
+    """Read a JSON Lines file (``.jsonl`` / ``.ndjson``), a local path or a URL read with
+    ``storage_options`` (see :mod:`flowschema_core.storage`). Blank lines are skipped."""
 
-    def __init__(self, path: str | os.PathLike[str], *, max_record_bytes: int | str = "64MiB") -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
+    def __init__(self, path: str | os.PathLike[str], *, max_record_bytes: int | str = "64MiB",
+                 storage_options: Mapping[str, Any] | str | None = None) -> None:
+        self.path = storage.local_path(path)
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
         self.max_record_bytes = parse_size(max_record_bytes, name="max_record_bytes")
 
     def fingerprint(self) -> dict[str, Any]:
@@ -33,7 +36,7 @@ class JSONLSource(Source):
 
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         self.read_progress = ReadProgress()
-        with open_input(self.path, "JSON Lines file", self.read_progress) as f:
+        with open_input(self.path, "JSON Lines file", self.read_progress, self.storage_options) as f:
             buf = f.read(_READ_SIZE)
             if buf.startswith(codecs.BOM_UTF8):
                 buf = buf[len(codecs.BOM_UTF8):]

@@ -16,17 +16,21 @@ beyond the first file's (or ``columns``) are not read.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
-from collections.abc import Iterator, Sequence
+import posixpath
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from .. import codec
+from .. import codec, storage
 from ..arrow_schema import import_pyarrow
-from ..errors import ConfigError, SourceError
+from ..errors import ConfigError, FlowSchemaError, SourceError
 from ..kinds import arrow as arrow_kind
-from .base import Source
+from ..units import parse_size
+from .base import Source, oversized_record
 
 _NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 
@@ -37,11 +41,21 @@ class ParquetSource(Source):
 
     :param columns: read only these columns (in this order); default: all of them.
     :param batch_rows: rows per record batch read from a file.
+    :param storage_options: for a URL (``s3://bucket/data/``, ``gs://…/*.parquet``): the
+        fsspec filesystem's options; files are read with ranged requests (footer, then the
+        row groups' column chunks), see :mod:`flowschema_core.storage`.
+    :param max_record_bytes: a row group whose rows average more than this, uncompressed
+        (its metadata says so before anything is read), is not decompressed: each of its
+        rows becomes a ``parse`` DLQ record saying why. A few kilobytes of Parquet can hold
+        gigabytes of text, and pyarrow inflates a row group's column whole.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, batch_rows: int = 10_000) -> None:
-        self.path = os.fspath(path)
-        self.name = self.path
+    def __init__(self, path: str | os.PathLike[str], *, columns: Sequence[str] | None = None, batch_rows: int = 10_000,
+                 storage_options: Mapping[str, Any] | str | None = None, max_record_bytes: int | str = "64MiB") -> None:
+        self.path = storage.local_path(path)
+        self.max_record_bytes = parse_size(max_record_bytes, name="max_record_bytes")
+        self.name = storage.display(self.path)
+        self.storage_options = storage.options(storage_options)
         self.columns = list(columns) if columns is not None else None
         if batch_rows < 1:
             raise ConfigError(f"batch_rows must be at least 1, not {batch_rows}")
@@ -55,6 +69,8 @@ class ParquetSource(Source):
     def files(self) -> list[tuple[str, dict[str, str | None]]]:
         """The files this source reads, in order, each with its Hive partition values."""
         path = self.path
+        if storage.is_remote(path):
+            return self._remote_files()
         if os.path.isfile(path):
             return [(path, {})]
         if os.path.isdir(path):
@@ -72,10 +88,35 @@ class ParquetSource(Source):
             return [(f, {}) for f in found]
         raise SourceError(f"Parquet file not found: {path}")
 
+    def _remote_files(self) -> list[tuple[str, dict[str, str | None]]]:
+        """As :meth:`files`, on an object store: one object, a prefix ("directory") or a glob."""
+        fs, root = storage.filesystem(self.path, self.storage_options)
+        with storage.translated(self.path, "cannot list", SourceError):
+            if glob.has_magic(root):
+                found = sorted(f for f in fs.glob(root) if f.endswith(".parquet"))
+                if not found:
+                    raise SourceError(f"no .parquet files match {self.name}")
+                return [(fs.unstrip_protocol(f), {}) for f in found]
+            if fs.isfile(root):
+                return [(self.path, {})]
+            base = root.rstrip("/")
+            found = sorted(f for f in fs.find(base) if f.endswith(".parquet")
+                           and not any(part.startswith((".", "_")) for part in posixpath.relpath(f, base).split("/")))
+        if not found:
+            raise SourceError(f"Parquet file not found: {self.name} (no object, and no .parquet files under it)")
+        return [(fs.unstrip_protocol(f), _partitions(posixpath.dirname(posixpath.relpath(f, base)), "/")) for f in found]
+
     def chunks(self, target_bytes: int) -> Iterator[tuple[bytes, int]]:
         pending: list[Any] = []
         size = 0
         for batch in self._batches():
+            if isinstance(batch, _Oversized):
+                if pending:
+                    yield self._chunk(pending)
+                    pending, size = [], 0
+                for _ in range(batch.rows):
+                    yield oversized_record(None, batch.row_bytes, b"", self.max_record_bytes, what=f"a row of {batch.where} averages")
+                continue
             if pending and batch.schema != pending[0].schema:
                 yield self._chunk(pending)  # an IPC stream holds one schema
                 pending, size = [], 0
@@ -98,6 +139,8 @@ class ParquetSource(Source):
         """``(None, row)`` with rows as value lists in ``fields`` order: for looking at a
         source by hand (a pipeline run ships Arrow chunks instead)."""
         for batch in self._batches():
+            if isinstance(batch, _Oversized):
+                raise SourceError(f"a row of {batch.where} averages {batch.row_bytes:,} bytes, more than max_record_bytes={self.max_record_bytes:,}")
             for row in zip(*(column.to_pylist() for column in batch.columns)):
                 yield None, list(row)
 
@@ -107,51 +150,89 @@ class ParquetSource(Source):
     def _batches(self) -> Iterator[Any]:
         """Record batches with exactly ``self.fields`` as columns, file after file."""
         pa = import_pyarrow()
-        import pyarrow.parquet as pq
-
         files = self.files()
         self.fields = None
         for path, partitions in files:
+            with contextlib.ExitStack() as opened:
+                pf = self._open(path, opened)
+                yield from self._file_batches(pa, pf, path, partitions)
+
+    def _open(self, path: str, opened: contextlib.ExitStack) -> Any:
+        """``path`` as a ParquetFile, closed with ``opened`` (a URL: a ranged-read file)."""
+        import pyarrow.parquet as pq
+
+        where: Any = path
+        if storage.is_remote(path):
+            where = opened.enter_context(storage.open_input(path, self.storage_options))
+            path = storage.display(path)
+        try:
+            return opened.enter_context(pq.ParquetFile(where))
+        except FlowSchemaError:
+            raise
+        except OSError as exc:
+            raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except Exception as exc:  # ArrowInvalid & co: not Parquet, or corrupt
+            raise SourceError(f"{path} is not a readable Parquet file: {exc}") from exc
+
+    def _file_batches(self, pa: Any, pf: Any, path: str, partitions: dict[str, str | None]) -> Iterator[Any]:
+        """The record batches of one open file, with exactly ``self.fields`` as columns."""
+        path = storage.display(path)
+        names = pf.schema_arrow.names
+        if self.fields is None:
+            self.fields = list(self.columns) if self.columns is not None else [*names, *(k for k in partitions if k not in names)]
+        wanted = [f for f in self.fields if f in names]
+        if self.columns is not None:
+            missing = [c for c in self.columns if c not in names and c not in partitions]
+            if missing:
+                raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
+        self.files_read.append(path)
+        done = 0
+        for group in range(pf.metadata.num_row_groups):
+            meta = pf.metadata.row_group(group)
+            row_bytes = meta.total_byte_size // max(meta.num_rows, 1)
+            if row_bytes > self.max_record_bytes:  # (an _Oversized in the row group's place)
+                yield _Oversized(f"row group {group} of {path}", meta.num_rows, row_bytes)
+                done += meta.num_rows
+                continue
+            for batch in self._group_batches(pa, pf, group, wanted, path, done, partitions):
+                done += batch.num_rows
+                yield batch
+
+    def _group_batches(self, pa: Any, pf: Any, group: int, wanted: list[str], path: str, done: int,
+                       partitions: dict[str, str | None]) -> Iterator[Any]:
+        assert self.fields is not None
+        batches = pf.iter_batches(batch_size=self.batch_rows, row_groups=[group], columns=wanted, use_threads=False)
+        while True:
             try:
-                pf = pq.ParquetFile(path)
-            except OSError as exc:
-                raise SourceError(f"cannot read {path}: {exc.strerror or exc}") from exc
-            except Exception as exc:  # ArrowInvalid & co: not Parquet, or corrupt
-                raise SourceError(f"{path} is not a readable Parquet file: {exc}") from exc
-            with pf:
-                names = pf.schema_arrow.names
-                if self.fields is None:
-                    self.fields = list(self.columns) if self.columns is not None else [*names, *(k for k in partitions if k not in names)]
-                wanted = [f for f in self.fields if f in names]
-                if self.columns is not None:
-                    missing = [c for c in self.columns if c not in names and c not in partitions]
-                    if missing:
-                        raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
-                self.files_read.append(path)
-                done = 0
-                batches = pf.iter_batches(batch_size=self.batch_rows, columns=wanted, use_threads=False)
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        break
-                    except Exception as exc:  # a truncated or corrupt row group
-                        raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
-                    n = batch.num_rows
-                    by_name = dict(zip(batch.schema.names, batch.columns))
-                    arrays = [
-                        by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string())
-                        for f in self.fields
-                    ]
-                    done += n
-                    yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # a truncated or corrupt row group
+                raise SourceError(f"{path}: cannot read beyond row {done}: {exc}") from exc
+            n = batch.num_rows
+            by_name = dict(zip(batch.schema.names, batch.columns))
+            arrays = [
+                by_name[f] if f in by_name else pa.array([partitions.get(f)] * n, pa.string())
+                for f in self.fields
+            ]
+            done += n
+            yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
 
 
-def _partitions(relative: str) -> dict[str, str | None]:
+@dataclass(frozen=True)
+class _Oversized:
+    """A row group too large to read: ``rows`` rows of about ``row_bytes`` each."""
+
+    where: str
+    rows: int
+    row_bytes: int
+
+
+def _partitions(relative: str, separator: str = os.sep) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     if relative in ("", "."):
         return out
-    for part in relative.split(os.sep):
+    for part in relative.split(separator):
         key, sep, value = part.partition("=")
         if sep:
             out[unquote(key)] = None if value == _NULL_PARTITION else unquote(value)

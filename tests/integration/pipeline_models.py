@@ -8,7 +8,7 @@ import signal
 import time
 from decimal import Decimal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import flowschema_core as fs
 
@@ -43,6 +43,18 @@ class KillOnce(fs.Hook):
                 f.write(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
         return record
+
+
+class Anything(BaseModel):
+    """Any columns, any values (here, not in a test module: workers import the model's
+    module, and a test module may compute its parameters when imported)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class IdName(BaseModel):
+    id: int
+    name: str
 
 
 class Poison(fs.Hook):

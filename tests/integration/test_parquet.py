@@ -326,3 +326,20 @@ def test_parquet_chunks_travel_as_arrow_and_poison_records_are_isolated(tmp_path
     assert dlq["stage"] == "worker" and dlq["record"] == 1234 and dlq["raw"]["name"] == "poison-x"
     ids = [json.loads(line)["id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert ids == [i for i in range(1, 3001) if i != 1234]
+
+
+def test_a_row_group_of_oversized_rows_goes_to_the_dlq_in_its_place(tmp_path: pathlib.Path) -> None:
+    # Three row groups; the middle one holds rows of ~40 KB each, over max_record_bytes.
+    path = tmp_path / "mixed.parquet"
+    with pq.ParquetWriter(path, pa.schema([("id", pa.int64()), ("name", pa.string())])) as writer:
+        writer.write_table(pa.table({"id": [1, 2], "name": ["a", "b"]}))
+        writer.write_table(pa.table({"id": [3, 4, 5], "name": [f"{i}" * 40_000 for i in range(3)]}))
+        writer.write_table(pa.table({"id": [6], "name": ["f"]}))
+    report, dlq = run_with_dlq(fs.ParquetSource(path, max_record_bytes="10KB"), Narrow, fs.JSONLSink(tmp_path / "out.jsonl"), tmp_path)
+    assert (report.rows_read, report.rows_valid, report.invalid_by_stage) == (6, 3, {"parse": 3})
+    assert [r["record"] for r in dlq] == [3, 4, 5]
+    assert "row group 1 of" in dlq[0]["errors"][0]["msg"] and "max_record_bytes=10,000" in dlq[0]["errors"][0]["msg"]
+    with open(tmp_path / "out.jsonl") as f:
+        assert [json.loads(line)["id"] for line in f] == [1, 2, 6]
+    with pytest.raises(fs.SourceError, match=r"row group 1 of .* averages"):
+        list(fs.ParquetSource(path, max_record_bytes="10KB").records())

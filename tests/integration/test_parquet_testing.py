@@ -71,3 +71,14 @@ def test_any_file_dlq_sink_can_store_raw_bytes(tmp_path, dlq_name):
                          sink_for(str(dlq)), executor="inline", sample_interval=60).run()
     assert report.balanced and report.rows_invalid >= 1
     assert "\\x" in dlq.read_text(encoding="utf-8")
+
+
+def test_a_row_group_of_gigabyte_rows_is_refused_from_its_metadata_without_inflating_it(tmp_path):
+    # 4 KiB on disk, 2 rows of 1 GiB each once inflated: read, it took 84 s and 4.3 GB of RSS.
+    path = CORPUS / "data" / "large_string_map.brotli.parquet"
+    report, out, dlq = _run(path, tmp_path)
+    assert (report.rows_read, report.rows_invalid, report.invalid_by_stage) == (2, 2, {"parse": 2})
+    assert out.read_text() == ""
+    records = read_jsonl(dlq)
+    assert [r["record"] for r in records] == [1, 2]
+    assert "row group 0" in records[0]["errors"][0]["msg"] and "max_record_bytes=67,108,864" in records[0]["errors"][0]["msg"]

@@ -99,10 +99,27 @@ def test_poison_record_is_isolated_into_the_dlq(tmp_path, how):
     # every 7th record holds a quoted newline, so record 777 starts on line 1 + 777 + 776 // 7
     assert dlq[0]["record"] == 777 and dlq[0]["line"] == 888
     assert path.read_text().split("\n")[887].startswith('777,"poison-777')
-    assert dlq[0]["raw_text"] == '777,"poison-777, with comma",777.25,"two\nlines"'
+    # The worker's beacon says which record it died on: after max_attempts deaths on that
+    # record, it alone is marked, and the rest of its chunk runs. Halving the chunk down to
+    # it took about 14 deaths here (and 30+ in bigger chunks, out of max_restarts=100).
+    assert dlq[0]["raw"] == {"id": "777", "name": "poison-777, with comma", "price": "777.25", "note": "two\nlines"}
+    assert dlq[0]["errors"][0]["type"] == "worker_crashed"
     assert ("SIGSEGV" if how == "segfault" else "exit code 3") in dlq[0]["errors"][0]["msg"]
+    assert (report.worker_restarts, report.retries) == (2, 1)
     ids = [json.loads(line)["id"] for line in out.splitlines()]
     assert ids == [i for i in range(1, 2_001) if i != 777]
+
+
+def test_each_poison_record_costs_max_attempts_deaths_not_a_halving_each(tmp_path):
+    # Halving a chunk down to its poison record cost ~14 deaths each here: three of them
+    # would spend a restart budget of 8 (and five, the default budget of 100 in a large file).
+    path = tmp_path / "poison3.csv"
+    write_items_csv(path, 3_000, poison={10, 1500, 2999})
+    report, out, dlq = _run(tmp_path, "p3", fs.CSVSource(path), fs.MultiprocessingExecutor(workers=2, max_restarts=8), chunk_bytes="64KiB",
+                            hooks=[Poison()])
+    assert [(d["record"], d["stage"], d["errors"][0]["type"]) for d in dlq] == [(n, "worker", "worker_crashed") for n in (10, 1500, 2999)]
+    assert report.worker_restarts == 6 and report.rows_valid == 2_997
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [i for i in range(1, 3_001) if i not in (10, 1500, 2999)]
 
 
 def test_workers_dying_on_every_record_stop_with_a_clear_error(tmp_path):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
+from flowschema_core import codec
 from flowschema_core.errors import WorkerCrashedError
 from flowschema_core.executors.base import ExecutorStats
 from flowschema_core.executors.pool import Slot, Task, TaskPool
+from flowschema_core.kinds import rows as rows_kind
 
 
 def _pool(*, exact: bool, max_attempts: int = 1) -> TaskPool:
@@ -95,3 +97,33 @@ def test_cancelled_chunks_are_skipped():
     slot = Slot()
     pool.dispatch([slot], _send)
     assert list(slot.assigned) == [b]
+
+
+def _chunk_of_three() -> bytes:
+    return codec.encode(rows_kind.chunk([["a"], ["b"], ["c"]], ["name"], None, []))[0]
+
+
+def test_deaths_on_one_record_mark_it_instead_of_failing_the_chunk():
+    pool = _pool(exact=True, max_attempts=2)
+    task = Task(_chunk_of_three(), Future())
+    task.ordinal = 4
+    assert pool.on_death([task], "died", 3, started=True, at=(4, 1)) == ([], None)  # first death: retried
+    crashed, _ = pool.on_death([task], "died", 3, started=True, at=(4, 1))
+    assert crashed == [] and list(pool.pending) == [task, task]
+    assert codec.decode(task.blob)["stuck"] == {1: ["worker_crashed", "the record killed its w 2 times (last one died); the rest of its chunk was processed"]}
+    assert task.attempts == 0 and task.marked == {1}
+    # A marked record that still kills its worker (while being parsed, before the mark is
+    # read): the chunk is failed to be halved, as without a beacon.
+    pool.on_death([task], "died", 3, started=True, at=(4, 1))
+    crashed, _ = pool.on_death([task], "died", 3, started=True, at=(4, 1))
+    assert [t for t, _ in crashed] == [task]
+
+
+def test_deaths_on_different_records_or_of_another_chunk_fail_the_chunk_to_be_halved():
+    for second in [(4, 2), (3, 1), (4, None)]:  # another record; the beacon of another chunk; between records
+        pool = _pool(exact=True, max_attempts=2)
+        task = Task(_chunk_of_three(), Future())
+        task.ordinal = 4
+        pool.on_death([task], "died", 3, started=True, at=(4, 1))
+        crashed, _ = pool.on_death([task], "died", 3, started=True, at=second)
+        assert [t for t, _ in crashed] == [task] and "stuck" not in codec.decode(task.blob), second
