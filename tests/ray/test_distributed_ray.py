@@ -153,3 +153,5 @@ def test_what_qualifies_for_distributed_mode(tmp_path):
     assert "JSONSource" in why(source=fs.JSONSource(path))
     assert "checkpoint=" in why(checkpoint=tmp_path / "ck")
     assert "max_invalid=" in why(max_invalid=10)
+    assert "object storage" in why(sink=fs.JSONLSink("s3://bucket/o.jsonl"))
+    assert "object storage" in why(source=fs.CSVSource("s3://bucket/in.csv"))
