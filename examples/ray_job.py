@@ -8,6 +8,10 @@
     ray job submit (uploads the working dir) ─► job driver: this script, on the head node
         CSVSource ─► ByteLedger ─► RayExecutor (actors on any node) ─► sink + DLQ (written here)
 
+When every node reaches the paths under the same name (a shared volume), RayExecutor runs
+in distributed mode (see docs/distributed.md): the actors read their own byte ranges of
+the CSV and write their own parts; this driver only plans, counts and commits.
+
 Ray sets ``RAY_ADDRESS`` for a submitted job, so the executor joins that cluster
 (``address="auto"``); run by hand without it, the script starts a private local Ray.
 Paths are seen by the driver, i.e. on the head node: use absolute paths or shared

@@ -114,7 +114,8 @@ class Pipeline:
                 raise ConfigError("this Pipeline's executor was shut down by its previous run; pass a new executor "
                                   "(or a name such as 'process', which gives each run its own)")
             self.executor = make_executor(self._executor_spec)
-        return Run(self).execute()
+        report = self.executor.run_pipeline(self)  # an executor may run it its own way (Ray's distributed mode)
+        return report if report is not None else Run(self).execute()
 
 
 def _record_timeout(seconds: float | None, executor: Executor) -> float | None:

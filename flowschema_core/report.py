@@ -31,6 +31,10 @@ class RunReport:
     bytes_read: int = 0  # msgpack payload bytes of the chunks read (the input the budget counts)
     result_bytes: int = 0  # msgpack payload bytes of the chunks' results (what workers sent back)
     result_splits: int = 0  # chunks split because their result outgrew its share of the budget
+    #: Record bytes that crossed the driver process: the chunk blobs it sent to workers
+    #: and the result blobs it received (LZ4 msgpack). 0 in Ray's distributed
+    #: mode, where actors read and write the data themselves.
+    bytes_through_driver: int = 0
     max_bytes_in_flight: int = 0
     peak_bytes_in_flight: int = 0
     backpressure_waits: int = 0

@@ -249,6 +249,7 @@ class Run:
                 report.chunks += 1
                 report.bytes_read += n
                 blob = codec.with_allowance(blob, allowance)  # the worker checks its result against it
+                report.bytes_through_driver += len(blob)
                 self.submitted.put((self.executor.submit(blob), n, allowance, blob, self.source.position()))
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.submitted.put(exc)
@@ -281,7 +282,9 @@ class Run:
         """Write one chunk's results (``n`` input bytes, ``allowance`` result bytes); if it
         kept crashing workers or its result outgrew the allowance, split it and retry."""
         try:
-            payload = codec.unframe(future.result())
+            raw = future.result()
+            self.report.bytes_through_driver += len(raw)
+            payload = codec.unframe(raw)
         except WorkerCrashedError as crash:
             self._split_crashed(blob, allowance, crash)
             return

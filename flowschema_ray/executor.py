@@ -50,6 +50,7 @@ from typing import Any
 
 from flowschema_core.errors import ConfigError, MissingDependencyError, WorkerError, WorkerPoolError
 from flowschema_core.plugin import PooledExecutor, RemoteTraceback, Slot, Task, WorkerSpec, resolve
+from flowschema_core.units import parse_size
 from flowschema_core.watchdog import RecordClock, mark_stuck, timeout_reason
 
 __all__ = ["RayExecutor"]
@@ -105,6 +106,14 @@ class RayExecutor(PooledExecutor):
     :param init_options: any other ``ray.init`` keyword (e.g. ``object_store_memory``).
     :param start_timeout: seconds to wait for the actors to build the model.
     :param workers: another name for ``num_actors``, the one every pooled executor takes.
+    :param distributed: ``"auto"`` (the default): when the source is a CSV or JSON Lines
+        file every node can open and the sinks are JSON Lines / CSV files, the actors read
+        their own byte ranges and write their own parts, and the driver only coordinates
+        (see :mod:`flowschema_ray.distributed`); otherwise the single-driver mode.
+        ``True``: distributed mode or a :class:`ConfigError` saying why not; ``False``:
+        always the single-driver mode.
+    :param range_bytes: bytes of input per range in distributed mode (default: the
+        pipeline's ``chunk_bytes``); each counts against ``max_bytes_in_flight``.
     """
 
     noun, nouns = "Ray actor", "Ray actors"
@@ -127,6 +136,8 @@ class RayExecutor(PooledExecutor):
         init_options: dict[str, Any] | None = None,
         start_timeout: float = 120.0,
         workers: int | None = None,
+        distributed: bool | str = "auto",
+        range_bytes: int | str | None = None,
     ) -> None:
         if workers is not None:  # the name every pooled executor takes (the CLI's --workers)
             if num_actors not in (2, workers):
@@ -141,6 +152,11 @@ class RayExecutor(PooledExecutor):
         self.actor_options = {"num_cpus": 1, **(actor_options or {})}
         self.runtime_env, self.init_options = runtime_env, dict(init_options or {})
         self.start_timeout = start_timeout
+        if distributed not in (True, False, "auto"):
+            raise ConfigError(f"distributed must be True, False or 'auto', got {distributed!r}")
+        self.distributed = distributed
+        self.distributed_run: Any = None  # the DistributedRun under way, if any
+        self.range_bytes = parse_size(range_bytes, name="range_bytes") if range_bytes is not None else None
         self._events: queue.SimpleQueue[tuple[_Call, concurrent.futures.Future[bytes]] | None] = queue.SimpleQueue()
         self._handler: threading.Thread | None = None
         self._connected_here = False
@@ -150,6 +166,28 @@ class RayExecutor(PooledExecutor):
         self._ray: Any = None
         self._record_timeout: float | None = None
         self._watchdog: threading.Thread | None = None
+
+    # -- distributed mode --------------------------------------------------------------
+    def run_pipeline(self, pipeline: Any) -> Any:
+        """Run ``pipeline`` in distributed mode when it can (see ``distributed``); None
+        lets the driver run it in the single-driver mode."""
+        if self.distributed is False:
+            return None
+        from .distributed import DistributedRun, unsupported
+
+        reason = unsupported(pipeline)
+        if reason is not None:
+            if self.distributed is True:
+                raise ConfigError(f"distributed=True: {reason}; use distributed='auto' to run such a pipeline in the single-driver mode")
+            return None
+        self._check_startable()
+        return DistributedRun(pipeline, self, explicit=self.distributed is True, range_bytes=self.range_bytes).execute()
+
+    def connect_ray(self) -> Any:
+        """Import Ray and connect (or start a local Ray), as :meth:`start` does."""
+        self._ray = _import_ray()
+        self._connect(self._ray)
+        return self._ray
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, spec: WorkerSpec) -> None:
@@ -229,8 +267,10 @@ class RayExecutor(PooledExecutor):
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live actors that have answered (for fault-injection tests)."""
+        run = self.distributed_run
+        ranged = [a.pid for a in list(run.actors) if a.ready(self._ray) and a.pid is not None] if run is not None else []
         with self._lock:
-            return [a.pid for a in self._pool if a.alive and a.pid is not None]
+            return [a.pid for a in self._pool if a.alive and a.pid is not None] + ranged
 
     def actor_handles(self) -> list[Any]:
         """Handles of the live actors (e.g. to ``ray.kill`` one in a test)."""

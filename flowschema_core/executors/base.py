@@ -17,6 +17,7 @@ import abc
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any
 
 from ..worker import WorkerSpec
 
@@ -70,6 +71,12 @@ class Executor(abc.ABC):
         than once, and before :meth:`start`; ``submit`` raises ``RuntimeError`` afterwards.
 
         :mod:`flowschema_core.testing` holds the contract suite every executor passes."""
+
+    def run_pipeline(self, pipeline: Any) -> Any:
+        """Run a whole :class:`~flowschema_core.pipeline.Pipeline` another way and return its
+        :class:`~flowschema_core.report.RunReport` (Ray's distributed mode, where workers
+        read and write the data themselves), or None: the driver runs it as usual."""
+        return None
 
     @property
     def closed(self) -> bool:

@@ -105,34 +105,11 @@ class CSVSource(Source):
         self.notes = []  # this run's
         self.read_progress = ReadProgress()
         with open_input(self.path, "CSV file", self.read_progress, self.storage_options) as f:
-            buf = f.read(_READ_SIZE)
-            self._sample = buf  # the first MiB: what an encoding is guessed from
-            if self.requested_encoding == "auto":
-                self.encoding = self._detect_encoding(buf)
-                quote = self.quotechar.encode(self.encoding) if self.quotechar else None
-            if buf.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
-                buf = buf[len(codecs.BOM_UTF8):]
-            lines_before = 0
-            for _ in range(self.skip_rows):
-                buf, eof = self._fill_until(f, buf, lambda b: b.find(b"\n"))
-                cut = buf.find(b"\n") + 1 or len(buf)
-                buf, lines_before = buf[cut:], lines_before + 1
-            if self.header is True:
-                blank_lines = 0
-                while True:  # blank lines above the header (hand-made files have them) are skipped
-                    buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
-                    cut = blocks.first_boundary(buf, quote)
-                    head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
-                    lines_before += head.count(b"\n")
-                    self.fields = self._parse_header(head)
-                    if self.fields or not buf:
-                        break
-                    blank_lines += head.count(b"\n")
-                if not self.fields:
-                    return  # an empty file holds no records
-                if blank_lines:
-                    self.notes.append(f"{self.path}: skipped {blank_lines} blank line(s) above the header")
-            self._warn_if_wrong_encoding()
+            start = self.read_preamble(f)
+            if start is None:
+                return  # an empty file holds no records
+            buf, lines_before = start
+            quote = self.quotechar.encode(self.encoding) if self.quotechar else None
             eof = False
             while not eof or buf:
                 if not eof and len(buf) < target_bytes:
@@ -160,6 +137,42 @@ class CSVSource(Source):
                 block, buf = buf[:cut], buf[cut:]
                 yield codec.encode(csv_kind.chunk(block, lines_before, self.fields, self.dialect, self.encoding))
                 lines_before += block.count(b"\n")
+
+    def read_preamble(self, f: Any) -> tuple[bytes, int] | None:
+        """Read what comes before the first record from ``f`` (an encoding guess, a BOM,
+        skipped rows, blank lines and the header): return what was read past it and the
+        lines before it, or None for a file with no header. Distributed mode calls it
+        too, to learn where the records start (``f.tell() - len(rest)``)."""
+        quote = self.quotechar.encode(self.encoding) if self.quotechar else None
+        buf = f.read(_READ_SIZE)
+        self._sample = buf  # the first MiB: what an encoding is guessed from
+        if self.requested_encoding == "auto":
+            self.encoding = self._detect_encoding(buf)
+            quote = self.quotechar.encode(self.encoding) if self.quotechar else None
+        if buf.startswith(codecs.BOM_UTF8) and self.encoding == "utf-8":
+            buf = buf[len(codecs.BOM_UTF8):]
+        lines_before = 0
+        for _ in range(self.skip_rows):
+            buf, _ = self._fill_until(f, buf, lambda b: b.find(b"\n"))
+            cut = buf.find(b"\n") + 1 or len(buf)
+            buf, lines_before = buf[cut:], lines_before + 1
+        if self.header is True:
+            blank_lines = 0
+            while True:  # blank lines above the header (hand-made files have them) are skipped
+                buf, _ = self._fill_until(f, buf, lambda b: blocks.first_boundary(b, quote))
+                cut = blocks.first_boundary(buf, quote)
+                head, buf = (buf, b"") if cut < 0 else (buf[:cut], buf[cut:])
+                lines_before += head.count(b"\n")
+                self.fields = self._parse_header(head)
+                if self.fields or not buf:
+                    break
+                blank_lines += head.count(b"\n")
+            if not self.fields:
+                return None  # an empty file holds no records
+            if blank_lines:
+                self.notes.append(f"{self.path}: skipped {blank_lines} blank line(s) above the header")
+        self._warn_if_wrong_encoding()
+        return buf, lines_before
 
     def _fill_until(self, f: Any, buf: bytes, find: Any) -> tuple[bytes, bool]:
         while find(buf) < 0:

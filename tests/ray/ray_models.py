@@ -55,3 +55,15 @@ def write_messy_csv(path, rows: int, *, poison: int | None = None) -> dict[str, 
     with open(path, "w", encoding="utf-8", newline="") as f:
         f.write("\n".join(lines) + "\n")
     return counts
+
+
+class FailRun(fs.Hook):
+    """Raises what is no record's fault (not an ``Exception``) on the marker record: the run fails."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def before_validate(self, record):
+        if record.get("name") == self.marker:
+            raise GeneratorExit("not a record's problem")
+        return record

@@ -1,9 +1,12 @@
-"""End to end: a real head node on loopback, `ray job submit` of examples/ray_job.py.
+"""End to end: a real 2-node cluster on loopback, `ray job submit` of examples/ray_job.py.
 
-The head node runs under ``ray start --block`` in its own process group with its own
-``--temp-dir``; teardown ends that process tree and any process whose command line names
-the temp dir, so it never stops another Ray on the machine (the session's local Ray, or
-another user's) the way ``ray stop --force`` would.
+A head node and a worker node (one CPU each, so the job's two actors run one on each
+node) each run under ``ray start --block`` in their own process group with their own
+``--temp-dir``; teardown ends those process trees and any process whose command line
+names one of the temp dirs, so it never stops another Ray on the machine (the session's
+local Ray, or another user's) the way ``ray stop --force`` would. The input, the outputs
+and the staging parts live in one directory both nodes reach (one machine's disk), so the
+job runs in distributed mode: actors read and write, the driver moves no record.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ def _stop_tree(proc, temp_dir):
     psutil.wait_procs(tree + stray, timeout=10)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def head_node():
     ray = _ray_cli()
     if ray is None:
@@ -91,10 +94,12 @@ def head_node():
          "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
          "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
          "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
-         "--ray-client-server-port", str(client), "--num-cpus", "2", "--object-store-memory", str(200 << 20),
+         "--ray-client-server-port", str(client), "--num-cpus", "1", "--object-store-memory", str(100 << 20),
          "--disable-usage-stats", "--temp-dir", temp_dir],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    worker_temp = tempfile.mkdtemp(prefix="fsw", dir="/tmp")
+    worker: subprocess.Popen[bytes] | None = None
     url = f"http://127.0.0.1:{dashboard}"
     try:
         deadline = time.monotonic() + 150
@@ -110,11 +115,43 @@ def head_node():
                 if time.monotonic() > deadline:
                     pytest.fail("the Ray dashboard did not come up within 150 s")
                 time.sleep(1)
-        yield url, env, temp_dir
+        # The second node: joins the head's GCS with ports and a temp dir of its own.
+        w_metrics, w_node_manager, w_object_manager, w_agent, w_agent_grpc, w_runtime_env = _free_ports(6)
+        worker_log = open(os.path.join(worker_temp, "ray-start.log"), "wb")
+        worker = subprocess.Popen(
+            [ray, "start", "--block", "--address", f"127.0.0.1:{gcs}", "--node-ip-address", "127.0.0.1",
+             "--num-cpus", "1", "--object-store-memory", str(100 << 20), "--metrics-export-port", str(w_metrics),
+             "--node-manager-port", str(w_node_manager), "--object-manager-port", str(w_object_manager),
+             "--dashboard-agent-listen-port", str(w_agent), "--dashboard-agent-grpc-port", str(w_agent_grpc),
+             "--runtime-env-agent-port", str(w_runtime_env), "--disable-usage-stats", "--temp-dir", worker_temp],
+            env={**env, "RAY_AUTH_MODE": "token"}, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        worker_log.close()
+        _wait_for_nodes(ray, gcs, env, 2, worker, worker_temp)
+        yield url, env, temp_dir, lambda: _stop_tree(worker, worker_temp)
     finally:
+        if worker is not None:
+            _stop_tree(worker, worker_temp)
         _stop_tree(proc, temp_dir)
         log.close()
         shutil.rmtree(temp_dir, ignore_errors=True)
+        shutil.rmtree(worker_temp, ignore_errors=True)
+
+
+def _wait_for_nodes(ray, gcs, env, count, worker, worker_temp):
+    """Wait (generously) until the cluster has ``count`` alive nodes."""
+    deadline = time.monotonic() + 150
+    while True:
+        if worker.poll() is not None:
+            pytest.fail(f"ray start (worker node) exited with {worker.returncode}:\n"
+                        f"{Path(worker_temp, 'ray-start.log').read_text(errors='replace')[-3000:]}")
+        done = subprocess.run([ray, "status", "--address", f"127.0.0.1:{gcs}"], env={**env, "RAY_AUTH_MODE": "token"},
+                              capture_output=True, text=True, timeout=60)
+        if done.stdout.count("node_") >= count:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"the cluster did not reach {count} nodes within 150 s:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+        time.sleep(1)
 
 
 def _working_dir(dest):
@@ -125,8 +162,8 @@ def _working_dir(dest):
     return dest
 
 
-def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
-    url, env, _ = head_node
+def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):  # the first test: the next one stops a node
+    url, env, _, _ = head_node
     data = tmp_path / "data"
     data.mkdir()
     source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
@@ -154,6 +191,9 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
 
     report = json.loads(logs[logs.index("{\n"):logs.rindex("\n}") + 2])
     assert report["executor"] == "RayExecutor" and report["workers"] == 2
+    # Distributed mode: one actor on each node read and wrote the data; none crossed the driver.
+    assert report["bytes_through_driver"] == 0
+    assert any(note.startswith("distributed mode:") for note in report["notes"])
     assert report["rows_read"] == ROWS == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
     assert report["rows_invalid"] == sum(bad.values())
     assert report["invalid_by_stage"]["parse"] == bad["ragged_short"] + bad["ragged_long"]
@@ -170,3 +210,73 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
     inline_sink = tmp_path / "inline.jsonl"
     fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(tmp_path / "inline.errors.jsonl"), executor="inline").run()
     assert sink.read_bytes() == inline_sink.read_bytes()
+
+
+_NODE_LOSS_JOB = """
+import os, sys, time
+sys.path.insert(0, os.getcwd())
+import flowschema_core as fs
+from examples.orders_model import Order
+from flowschema_ray import RayExecutor
+
+class Slow(fs.Hook):
+    def before_validate(self, record):
+        time.sleep(0.001)
+        return record
+
+source, sink, errors = sys.argv[1:4]
+report = fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(sink), fs.JSONLSink(errors), hooks=[Slow()],
+                     executor=RayExecutor(address="auto", num_actors=2, distributed=True), chunk_bytes="32KiB").run()
+print(report.to_json())
+"""
+
+
+def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_path):
+    """Stop the second node (its whole process tree) once parts are being written: its
+    actor dies, its ranges are redone by the actor on the head node, the output is exact."""
+    url, env, _, stop_worker_node = head_node
+    data = tmp_path / "data"
+    data.mkdir()
+    source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
+    sys.path.insert(0, str(ROOT))
+    try:
+        from examples.generate_orders import generate_orders_csv
+        from examples.orders_model import Order
+    finally:
+        sys.path.remove(str(ROOT))
+    rows = ROWS // 4  # ~1 ms a record: a few seconds of work per actor
+    generate_orders_csv(source, rows, seed=3)
+    wd = _working_dir(tmp_path / "wd")
+    (wd / "node_loss_job.py").write_text(_NODE_LOSS_JOB, encoding="utf-8")
+    job_id = f"flowschema-node-loss-{uuid.uuid4().hex[:8]}"
+    ray = _ray_cli()
+    submit_env = {**env, "RAY_AUTH_MODE": "token"}
+    runtime_env = json.dumps({"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}})
+    done = subprocess.run(
+        [ray, "job", "submit", "--no-wait", "--address", url, "--submission-id", job_id, "--working-dir", str(wd),
+         "--runtime-env-json", runtime_env, "--", "python", "node_loss_job.py", str(source), str(sink), str(errors)],
+        env=submit_env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    deadline = time.monotonic() + 180
+    while not any(len(os.listdir(p)) >= 2 for p in data.glob(".out.jsonl.*.tmp") if p.is_dir()):  # ranges being written
+        assert time.monotonic() < deadline, "the job wrote no parts within 180 s"
+        time.sleep(0.2)
+    stop_worker_node()
+    deadline = time.monotonic() + 240
+    while True:
+        status = subprocess.run([ray, "job", "status", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+        text = (status.stdout + status.stderr).lower()
+        if "succeeded" in text or "failed" in text or "stopped" in text:
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(1)
+    logs = subprocess.run([ray, "job", "logs", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+    assert "succeeded" in text, logs.stdout[-4000:] + logs.stderr[-2000:]
+    report = json.loads(logs.stdout[logs.stdout.index("{\n"):logs.stdout.rindex("\n}") + 2])
+    assert report["worker_restarts"] >= 1 and report["bytes_through_driver"] == 0
+    assert report["rows_read"] == rows == report["rows_valid"] + report["rows_invalid"]
+    inline_sink, inline_errors = tmp_path / "inline.jsonl", tmp_path / "inline.errors.jsonl"
+    fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(inline_errors), executor="inline").run()
+    assert sink.read_bytes() == inline_sink.read_bytes()
+    assert len(errors.read_text().splitlines()) == len(inline_errors.read_text().splitlines()) == report["rows_invalid"]

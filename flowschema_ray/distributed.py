@@ -1,0 +1,427 @@
+"""Distributed mode of :class:`~flowschema_ray.RayExecutor`: actors read and write the
+data, the driver only coordinates.
+
+::
+
+    driver                                         actors (RangeActor, any node)
+    ──────                                         ─────────────────────────────
+    describe ───────────── source ───────────────► header, where records start
+    scan k = 0..n-1 ────── (start, end) ─────────► both quote-state readings of range k
+    combine (in order) ─► exact ranges: [start, end), first record number, lines before
+    for each range: ledger.acquire(size) ── descriptor ─► read, parse, validate,
+                                                          write sink part + DLQ part
+    ledger.release(size) ◄── counts, part names ◄─────────┘
+    commit: parts joined in range order by the kernel, renamed into place
+
+The driver holds descriptors, counts and part names: no record byte crosses it
+(``RunReport.bytes_through_driver == 0``). Paths must be reachable by every node under
+the same name (one machine, or a shared volume); all file I/O is in
+:mod:`flowschema_core.range_io`.
+
+Faults: an actor that dies takes its calls with it; the oldest call it held is charged
+(the range it was working on), the others go back to the queue uncharged, and a fresh
+actor takes its place (on any node that has room: a lost node's ranges finish on the
+others). A redone range writes its parts under a new attempt name, and only the parts of
+the attempt whose counts came back are committed, so nothing is lost or written twice.
+A range that kills ``max_attempts`` actors fails the run with
+:class:`~flowschema_core.errors.WorkerCrashedError` (the single-driver mode isolates such
+a record; distributed mode does not yet).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import logging
+import os
+import time
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from flowschema_core import progress, range_io, storage
+from flowschema_core.error_groups import ErrorGroups
+from flowschema_core.errors import (
+    AccountingError,
+    ConfigError,
+    FlowSchemaError,
+    WorkerCrashedError,
+    WorkerPoolError,
+)
+from flowschema_core.ranges import RangeScan, combine, nominal_ranges
+from flowschema_core.report import RunReport
+from flowschema_core.sinks.csv import CSVSink
+from flowschema_core.sinks.jsonl import JSONLSink
+from flowschema_core.sources.base import ReadProgress
+from flowschema_core.sources.csv import CSVSource
+from flowschema_core.sources.jsonl import JSONLSource
+from flowschema_core.timeline import Sampler
+from flowschema_core.worker import WorkerSpec
+
+if TYPE_CHECKING:
+    from flowschema_core.pipeline import Pipeline
+
+    from .executor import RayExecutor
+
+log = logging.getLogger("flowschema")
+
+
+def unsupported(pipeline: Pipeline) -> str | None:
+    """Why ``pipeline`` cannot run in distributed mode, or None if it can."""
+    source, sink, errors = pipeline.source, pipeline.sink, pipeline.errors
+    if type(source) not in (CSVSource, JSONLSource):
+        return f"the source is a {type(source).__name__}; distributed mode reads CSVSource and JSONLSource files"
+    path = source.path  # type: ignore[attr-defined]
+    for where in (source, sink, errors):
+        location = getattr(where, "path", "")
+        if isinstance(location, str) and storage.is_remote(location):
+            return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
+    if not os.path.isfile(path) or path.startswith("/dev/"):
+        return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
+    if type(sink) not in (JSONLSink, CSVSink):
+        return f"the sink is a {type(sink).__name__}; distributed mode writes JSONLSink and CSVSink files"
+    if isinstance(sink, CSVSink) and sink.delimiter != ",":
+        return "the CSVSink has a delimiter other than ',' (not supported in distributed mode yet)"
+    if type(errors) is not JSONLSink:
+        return f"the DLQ is a {type(errors).__name__}; distributed mode writes the DLQ as a JSONLSink file"
+    for given, name in ((pipeline.checkpoint, "checkpoint="), (pipeline.error_budget, "max_invalid="),
+                        (pipeline.record_timeout, "record_timeout=")):
+        if given:
+            return f"{name} is not supported in distributed mode yet"
+    return None
+
+
+class DistributedRun:
+    """One run of a pipeline in distributed mode; :meth:`execute` returns its report, or
+    None when the input turns out not to be splittable and the mode was only ``"auto"``
+    (the caller then runs the single-driver mode; nothing has been written)."""
+
+    def __init__(self, pipeline: Pipeline, executor: RayExecutor, *, explicit: bool, range_bytes: int | None) -> None:
+        self.pipeline, self.executor, self.explicit = pipeline, executor, explicit
+        self.range_bytes = range_bytes or pipeline.chunk_bytes
+        self.source, self.sink, self.errors = pipeline.source, pipeline.sink, pipeline.errors
+        from flowschema_core.ledger import ByteLedger
+
+        self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
+        self.error_groups = ErrorGroups()
+        self.actors: list[_RangeActor] = []
+        self.staging: dict[str, str] = {}
+        self.report = RunReport(
+            run_id=pipeline.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
+            executor=type(executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight, started_at=_now(),
+        )
+
+    # ------------------------------------------------------------------------------
+    def execute(self) -> RunReport | None:
+        ray = self.executor.connect_ray()
+        self.ray = ray
+        report = self.report
+        # The progress line reads report, ledger, source.read_progress and executor.stats, as of a Run.
+        watch = progress.watcher(self, self.pipeline.progress, every=self.pipeline.sample_interval)  # type: ignore[arg-type]
+        sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read, watch=watch)
+        started = time.perf_counter()
+        sampler.start()
+        fallback = False
+        try:
+            self._start_actors()
+            # The actors' working directory is not the driver's: they get the absolute path
+            # (the DLQ keeps naming the source as the user did).
+            source = copy.copy(self.source)
+            source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
+            outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
+            self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
+            refused = self._probe(source.path)  # type: ignore[attr-defined]
+            desc: dict[str, Any] = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
+            refused = desc["refused"]
+            plan = None
+            if refused is None:
+                pieces = nominal_ranges(desc["data_start"], desc["size"], self.range_bytes)
+                scans = self._run_tasks([_Task("scan", (desc, start, end), end - start) for start, end in pieces])
+                plan = combine([RangeScan.from_dict(s) for s in scans], desc["data_start"], desc["size"], desc["lines0"],
+                               desc["max_record_bytes"])
+                refused = plan.refused
+            if refused is not None:
+                if self.explicit:
+                    raise ConfigError(f"distributed=True cannot cut {self.source.name} into ranges: {refused}; "
+                                      "use distributed='auto', which runs such a file in the single-driver mode")
+                log.info("distributed mode: %s; running in the single-driver mode", refused)
+                fallback = True  # the executor stays connected: the single-driver run starts it
+                return None
+            assert plan is not None
+            self.source.read_progress = ReadProgress(desc["size"] - desc["data_start"])  # bytes of records handed to actors
+            report.notes = [*desc["notes"], f"distributed mode: {len(plan.ranges)} ranges on {len(self.actors)} Ray actors"]
+            self._process(desc, plan.ranges)
+            self._commit(desc)
+        except KeyboardInterrupt:
+            report.interrupted, report.stop_signal = True, "SIGINT"
+            log.warning("SIGINT: stopping the run")
+        finally:
+            for directory in self.staging.values():
+                range_io.remove(directory)
+            self._stop_actors()
+            sampler.stop()
+            self._measure(sampler, time.perf_counter() - started)
+            if not fallback:
+                self.executor.shutdown(wait=False)  # as after a single-driver run: a new run needs a new executor
+        return report
+
+    # -- actors --------------------------------------------------------------------
+    def _start_actors(self) -> None:
+        import cloudpickle
+
+        from .executor import _user_paths
+        from .range_actor import RangeActor
+
+        spec = WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form)
+        try:
+            spec_blob = cloudpickle.dumps(spec)
+        except Exception as exc:
+            raise ConfigError(f"the model or a hook cannot be sent to Ray actors: {exc}") from exc
+        executor = self.executor
+        self.actor_cls = self.ray.remote(RangeActor).options(max_restarts=0, max_task_retries=0, **executor.actor_options)
+        self.spec_ref, self.sys_path = self.ray.put(spec_blob), _user_paths()
+        self.actors = [self._new_actor() for _ in range(executor.num_actors)]
+        executor.distributed_run = self  # worker_pids() lists these actors (fault-injection tests)
+        try:
+            self.ray.get([a.booted for a in self.actors], timeout=executor.start_timeout)
+        except self.ray.exceptions.GetTimeoutError:
+            raise WorkerPoolError(f"Ray actors did not start within {executor.start_timeout:.0f} s (does the cluster have "
+                                  f"{executor.num_actors} x {executor.actor_options} free?)") from None
+        except self.ray.exceptions.RayError as exc:
+            raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
+        self.report.workers = len(self.actors)
+
+    def _probe(self, path: str) -> str | None:
+        """Why the actors cannot share files with the driver, or None: each must see the
+        input as the driver does and the staging directories the driver just made."""
+        info = os.stat(path)
+        seen = self.ray.get([a.handle.probe.remote(path, list(self.staging.values())) for a in self.actors])
+        for answer in seen:
+            if answer["input"] != [info.st_size, info.st_mtime_ns] or not answer["directories"]:
+                return ("the input or the output directories are not the same on every node (a path on one node's own disk?); "
+                        "distributed mode needs a shared volume mounted at the same path on every node")
+        return None
+
+    def _new_actor(self) -> _RangeActor:
+        handle = self.actor_cls.remote(self.spec_ref, self.sys_path)
+        return _RangeActor(handle, handle.ready.remote())
+
+    def _stop_actors(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead: nothing to stop
+                pass
+        self.actors = []
+
+    def _replace(self, dead: _RangeActor) -> None:
+        self.actors.remove(dead)
+        self.report.worker_restarts = self.executor.stats.restarts = self.report.worker_restarts + 1
+        if self.report.worker_restarts > self.executor.max_restarts:
+            raise WorkerPoolError(f"{self.report.worker_restarts} Ray actors died; giving up (max_restarts={self.executor.max_restarts})")
+        self.actors.append(self._new_actor())
+
+    # -- the task loop -------------------------------------------------------------
+    def _run_tasks(self, tasks: list[_Task], on_result: Any = None, on_crash: Any = None) -> list[Any]:
+        """Run tasks on the actors, at most ``prefetch`` calls per ready actor and each
+        task's bytes within the ledger; redo a task whose actor died. ``on_result(task,
+        result)`` and ``on_crash(task, exc)`` (a task that killed ``max_attempts`` actors)
+        may return more tasks to run first. Returns the results in task order."""
+        ray = self.ray
+        pending = collections.deque(tasks)
+        inflight: dict[Any, tuple[_Task, _RangeActor]] = {}
+        prefetch = self.executor.prefetch
+        while pending or inflight:
+            while pending:
+                task = pending[0]
+                actor = self._pick(task, prefetch)
+                if actor is None or not self.ledger.acquire(task.cost, timeout=0):
+                    break
+                pending.popleft()
+                args = (*task.args, task.attempts) if task.method == "process_range" else task.args
+                ref = getattr(actor.handle, task.method).remote(*args)
+                if task.method == "process_range":
+                    self._handed_out(task.cost)
+                actor.calls.append(ref)
+                actor.exclusive = task.alone
+                inflight[ref] = (task, actor)
+            if not inflight:
+                ray.wait([a.booted for a in self.actors], num_returns=1, timeout=1.0)  # a replacement is starting
+                continue
+            ready, _ = ray.wait(list(inflight), num_returns=1)
+            for ref in ready:
+                task, actor = inflight.pop(ref)
+                more: list[_Task] = []
+                try:
+                    result = ray.get(ref)
+                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError) as exc:
+                    self.ledger.release(task.cost)
+                    more = self._on_death(task, actor, ref, exc, on_crash)
+                    pending.extendleft(reversed(more))
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, FlowSchemaError):
+                        raise cause from None
+                    from .executor import _worker_error
+
+                    raise _worker_error(exc)  # noqa: B904 - its __cause__ is the actor's traceback
+                actor.calls.remove(ref)
+                actor.exclusive = False
+                task.result = result
+                if on_result is not None:
+                    more = on_result(task, result) or []  # before the credit goes back: the range is settled
+                self.ledger.release(task.cost)
+                pending.extendleft(reversed(more))
+        return [task.result for task in tasks]
+
+    def _pick(self, task: _Task, prefetch: int) -> _RangeActor | None:
+        """The least busy ready actor that may take ``task``: a task under suspicion of
+        killing actors runs alone, so that a death is charged to the right one."""
+        ready = [a for a in self.actors if a.ready(self.ray) and not a.exclusive and len(a.calls) < (1 if task.alone else prefetch)]
+        if task.alone:
+            ready = [a for a in ready if not a.calls]
+        return min(ready, key=lambda a: len(a.calls), default=None)
+
+    def _handed_out(self, size: int) -> None:
+        """Count ``size`` bytes of records as read (negative: a range given back to redo)."""
+        self.report.bytes_read += size
+        if self.source.read_progress is not None:
+            self.source.read_progress.done += size
+
+    def _on_death(self, task: _Task, actor: _RangeActor, ref: Any, exc: BaseException, on_crash: Any) -> list[_Task]:
+        if task.method == "process_range":
+            self._handed_out(-task.cost)  # it will be read again
+        charged = actor.died(ref)
+        if actor in self.actors:
+            log.warning("a Ray actor died (%s); replacing it and redoing its ranges", type(exc).__name__)
+            self._replace(actor)
+        if charged is None:  # it held several: which one killed it is not known; each runs alone next
+            task.alone = True
+            self.report.retries += 1
+            return [task]
+        if charged is not ref:
+            return [task]  # queued behind the one that died with it: not its fault
+        task.attempts += 1
+        self.report.retries += 1
+        if task.attempts < self.executor.max_attempts:
+            return [task]
+        if on_crash is None:
+            raise WorkerCrashedError(f"{self.source.name}: {task.method} killed {task.attempts} Ray actors") from exc
+        return list(on_crash(task, exc))
+
+    # -- the ranges ----------------------------------------------------------------
+    def _process(self, desc: dict[str, Any], ranges: list[Any]) -> None:
+        report = self.report
+        self.outcomes: dict[int, dict[str, Any]] = {}
+        run_id = self.pipeline.run_id
+
+        def process(piece: dict[str, Any]) -> _Task:
+            return _Task("process_range", (desc, piece, self.staging, run_id), piece["end"] - piece["start"], piece)
+
+        def settle(task: _Task, out: Any) -> list[_Task]:
+            piece = task.piece
+            assert piece is not None
+            if task.method == "split_range":
+                assert out is not None, "a range of several records came back unsplittable"
+                return [process(half) for half in out]
+            if out["seen"] != piece["records"] or out["seen"] != out["valid"] + out["invalid"] + out["filtered"]:
+                raise AccountingError(f"{self.source.name} bytes {piece['start']}-{piece['end']}: planned {piece['records']} records, "
+                                      f"came back as {out['seen']} = {out['valid']} valid + {out['invalid']} invalid + {out['filtered']} filtered")
+            self.outcomes[piece["start"]] = out
+            report.rows_read += out["seen"]
+            report.rows_valid += out["valid"]
+            report.rows_invalid += out["invalid"]
+            report.rows_filtered += out["filtered"]
+            return []
+
+        def crashed(task: _Task, exc: BaseException) -> list[_Task]:
+            # As the single-driver mode does with a chunk: halve the range until the
+            # record responsible stands alone; it goes to the DLQ with stage "worker".
+            piece = task.piece
+            assert piece is not None
+            if piece["records"] > 1:
+                log.warning("a range of %s killed its Ray actor %d times; splitting it to find the record responsible", self.source.name, task.attempts)
+                return [_Task("split_range", (desc, piece), task.cost, piece)]
+            reason = f"the Ray actor died on this record {task.attempts} times ({type(exc).__name__})"
+            log.warning("record %d of %s killed its Ray actor every time: to the DLQ", piece["first_record"] + 1, self.source.name)
+            return [_Task("isolate", (desc, piece, self.staging, run_id, reason), task.cost, piece, alone=False)]
+
+        report.chunks = len(ranges)
+        self._run_tasks([process(asdict(r)) for r in ranges], settle, crashed)
+        for start in sorted(self.outcomes):  # in file order, as the single-driver mode counts them
+            for stage, kind, field, count in self.outcomes[start]["reasons"]:
+                report.invalid_by_stage[stage] = report.invalid_by_stage.get(stage, 0) + count
+                self.error_groups.add([{"reason": (stage, kind, field)}] * count)
+        if not report.balanced:
+            raise AccountingError(f"read {report.rows_read} != valid {report.rows_valid} + invalid {report.rows_invalid} + "
+                                  f"filtered {report.rows_filtered}")
+
+    def _commit(self, desc: dict[str, Any]) -> None:
+        """The sink, then the DLQ, each whole under its final name or not at all."""
+        mode = os.stat(desc["path"]).st_mode & 0o777
+        fields = list(self.pipeline.model.model_fields)
+        outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
+        # The CSV header is what the sink itself writes first (its own encoding of the names).
+        head = self.sink._header(fields) if isinstance(self.sink, CSVSink) else b""
+        for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b"")):
+            parts = [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]]
+            range_io.commit(sink.path, first, self.staging[key], parts, mode)  # type: ignore[attr-defined]
+
+    def _measure(self, sampler: Sampler, elapsed: float) -> None:
+        report = self.report
+        report.elapsed_s = elapsed
+        report.rows_per_s = report.rows_read / elapsed if elapsed else 0.0
+        report.peak_bytes_in_flight = self.ledger.peak
+        report.backpressure_waits, report.blocked_s = self.ledger.waits, self.ledger.blocked_s
+        report.peak_rss_bytes, report.timeline = sampler.peak_rss, sampler.samples
+        report.error_groups = self.error_groups.top()
+        report.bytes_through_driver = 0  # descriptors, counts and part names only
+
+
+class _Task:
+    """One call to make on some actor: ``method(*args)``, ``cost`` bytes of the budget."""
+
+    def __init__(self, method: str, args: tuple[Any, ...], cost: int, piece: dict[str, Any] | None = None, *, alone: bool = False) -> None:
+        self.method, self.args, self.cost, self.piece = method, args, cost, piece
+        self.attempts = 0
+        self.alone = alone  # run with no other call on its actor (it was on one that died)
+        self.result: Any = None
+
+
+class _RangeActor:
+    """An actor handle, its ready() call, and its calls in the order it runs them."""
+
+    def __init__(self, handle: Any, booted: Any) -> None:
+        self.handle, self.booted = handle, booted
+        self.calls: list[Any] = []
+        self.exclusive = False  # running a task that must be alone on it
+        self._ready = False
+        self._charged: Any = None
+        self.pid: int | None = None
+
+    def ready(self, ray: Any) -> bool:
+        if not self._ready:
+            done, _ = ray.wait([self.booted], timeout=0)
+            if done:
+                self._ready = True
+                try:
+                    self.pid = ray.get(self.booted)
+                except Exception:  # noqa: BLE001 - it died starting: its calls will say so
+                    pass
+        return self._ready
+
+    def died(self, ref: Any) -> Any:
+        """Record that ``ref`` failed because this actor died; return the call charged
+        with the death: the only one it held, or None when it held several (an actor
+        that dies just after a call may take that call's reply with it, so the oldest
+        unanswered call is not surely the one that killed it)."""
+        if self._charged is None:
+            self._charged = self.calls[0] if len(self.calls) == 1 else False
+        self.calls.remove(ref)
+        return self._charged or None
+
+
+def _now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
