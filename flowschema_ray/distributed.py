@@ -23,9 +23,9 @@ Faults: an actor that dies takes its calls with it; the oldest call it held is c
 actor takes its place (on any node that has room: a lost node's ranges finish on the
 others). A redone range writes its parts under a new attempt name, and only the parts of
 the attempt whose counts came back are committed, so nothing is lost or written twice.
-A range that kills ``max_attempts`` actors fails the run with
-:class:`~flowschema_core.errors.WorkerCrashedError` (the single-driver mode isolates such
-a record; distributed mode does not yet).
+A range that kills ``max_attempts`` actors is halved (by an actor, at record boundaries)
+until the record responsible stands alone; that record goes to the DLQ with stage
+``worker``, as in the single-driver mode.
 """
 
 from __future__ import annotations
