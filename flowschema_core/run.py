@@ -89,6 +89,7 @@ class Run:
         if self.state is not None:
             self.run_id = self.state["run_id"]  # DLQ records of a resumed run keep the first run's id
         self.chunks_done = 0  # chunks whose results are in the sinks (checkpoint position)
+        self.bytes_done = 0  # their input bytes (the report's chunks and bytes_read count chunks read, in flight too)
         self.skip_chunks = 0  # chunks a resumed run must not read again
         self.source_position: Any = None  # the source's position after the chunks done (if it can seek)
         self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
@@ -115,6 +116,7 @@ class Run:
                 setattr(report, name, state["report"].get(name, getattr(report, name)))
             report.resumed_from_record = report.rows_read
             self.skip_chunks = self.chunks_done = state["chunks_done"]
+            self.bytes_done = report.bytes_read
             if state.get("source_position") is not None:  # resume where the source says, not by reading again
                 self.source.seek(state["source_position"])
                 self.source_position, self.skip_chunks = state["source_position"], 0
@@ -271,6 +273,7 @@ class Run:
             self._settle(future, blob, n, allowance)
             self.ledger.release(n, result=allowance)
             self.chunks_done += 1
+            self.bytes_done += n
             self.source_position = position
             if self.store is not None and self.sink.commits_chunks:
                 self.sink.commit_chunk(self._state("running"))  # with the chunk's rows, in one transaction
@@ -390,9 +393,11 @@ class Run:
     def _state(self, phase: str) -> dict[str, Any]:
         """The run's position now; makes the sinks durable first (their ``checkpoint``)."""
         sinks = [self.sink.checkpoint(), self.errors.checkpoint()]
+        report = {name: getattr(self.report, name) for name in checkpoint_mod.PROGRESS_FIELDS}
+        # As of the chunks in the sinks: those read and still in flight are read again on resume.
+        report["chunks"], report["bytes_read"] = self.chunks_done, self.bytes_done
         return checkpoint_mod.make_state(self.fingerprint, phase=phase, run_id=self.run_id, chunks_done=self.chunks_done, sinks=sinks,
-                                         report={name: getattr(self.report, name) for name in checkpoint_mod.PROGRESS_FIELDS},
-                                         source_position=self.source_position)
+                                         report=report, source_position=self.source_position)
 
     def _save_checkpoint(self, phase: str) -> None:
         assert self.store is not None
