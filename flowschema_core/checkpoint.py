@@ -32,6 +32,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from . import storage
 from .errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -87,7 +88,9 @@ def fingerprint(pipeline: Pipeline) -> dict[str, Any]:
     """What a checkpoint must match to be resumed: input, model, outputs, chunking, hooks."""
     source = dict(pipeline.source.fingerprint())
     path = getattr(pipeline.source, "path", None)
-    if isinstance(path, str):
+    if isinstance(path, str) and storage.is_remote(path):  # a changed object must not resume either
+        source.update(storage.identity(path, getattr(pipeline.source, "storage_options", None)))
+    elif isinstance(path, str):
         source.update(file_identity(path))
     current = {
         "source": source,

@@ -190,6 +190,24 @@ def size(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
         return int(fs.size(path))
 
 
+#: What an object's metadata may say of its version, by store (S3, GCS, Azure, fsspec's own).
+_VERSION_KEYS = ("ETag", "etag", "VersionId", "version_id", "generation", "md5Hash", "LastModified", "last_modified", "mtime", "created")
+
+
+def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Size and whatever version the store gives the object at ``url`` (an ETag, a
+    generation, a modification time): what tells a changed object from the one a
+    checkpoint was made of. A store that gives none refuses checkpoints of it."""
+    fs, path = filesystem(url, storage_options)
+    with translated(url, "cannot read", SourceError):
+        info = fs.info(path)
+    version = {key: str(info[key]) for key in _VERSION_KEYS if info.get(key) is not None}
+    if not version:
+        raise ConfigError(f"{display(url)}: the store tells no version (ETag, generation or modification time) of this object, so a "
+                          "checkpoint could not tell whether it changed before a resume; run without checkpoint=, or copy it locally")
+    return {"size": int(info.get("size") or 0), **version}
+
+
 def open_input(url: str, storage_options: Mapping[str, Any] | None = None, *, progress: Any = None) -> io.BufferedReader:
     """Open the object at ``url`` for binary reading: seekable, read in ranged requests of
     :data:`READ_BLOCK` bytes. Errors, on opening or on any later read, are SourceErrors.

@@ -187,9 +187,13 @@ class ParquetSource(Source):
                 raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
         self.files_read.append(path)
         done = 0
+        wanted_set = set(wanted)
         for group in range(pf.metadata.num_row_groups):
             meta = pf.metadata.row_group(group)
-            row_bytes = meta.total_byte_size // max(meta.num_rows, 1)
+            # Only the columns read count: a large column left out costs nothing.
+            read_bytes = sum(column.total_uncompressed_size for column in map(meta.column, range(meta.num_columns))
+                             if column.path_in_schema.split(".", 1)[0] in wanted_set)
+            row_bytes = read_bytes // max(meta.num_rows, 1)
             if row_bytes > self.max_record_bytes:  # (an _Oversized in the row group's place)
                 yield _Oversized(f"row group {group} of {path}", meta.num_rows, row_bytes)
                 done += meta.num_rows
