@@ -22,6 +22,7 @@ path of the worker (the CSV hot loop and the general one) calls it, and only on 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any, Literal, TypedDict, get_args
 
@@ -242,3 +243,8 @@ def escape_undecodable(text: str) -> str:
     """Keep undecodable bytes recoverable in JSON: ``\\xNN`` escapes instead of the
     surrogates that ``errors="surrogateescape"`` decoding left in ``text``."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def timestamp() -> str:
+    """Now, as DLQ records and run reports write it (UTC, microseconds, ``Z``)."""
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -88,11 +88,22 @@ class ByteLedger:
                     return False
             if self._closed:
                 return False
-            self._in_flight += n
-            self._inputs += inputs
-            self._held += 1
-            self.peak = max(self.peak, self._in_flight)
+            self._take(inputs, n)
             return True
+
+    def try_acquire(self, n: int, *, result: int = 0) -> bool:
+        """:meth:`acquire` without waiting, for a caller that polls (it counts its own waits)."""
+        with self._cond:
+            if self._closed or not self._fits(n + result):
+                return False
+            self._take(n, n + result)
+            return True
+
+    def _take(self, inputs: int, n: int) -> None:
+        self._in_flight += n
+        self._inputs += inputs
+        self._held += 1
+        self.peak = max(self.peak, self._in_flight)
 
     @property
     def reserved(self) -> int:

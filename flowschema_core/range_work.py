@@ -18,13 +18,12 @@ outputs are byte for byte those of a single-driver run. Plain Python: the Ray ac
 from __future__ import annotations
 
 import codecs
-import datetime as dt
 import os
 from collections import Counter
 from typing import Any
 
 from . import range_io
-from .dlq import dlq_lines, worker_crash
+from .dlq import dlq_lines, timestamp, worker_crash
 from .errors import AccountingError
 from .kinds import csv as csv_kind
 from .kinds import jsonl as jsonl_kind
@@ -105,7 +104,7 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     if result["data"]:
         out["sink_part"] = range_io.write_part(staging["sink"], name, result["data"])
     if errors:
-        lines = dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=_now())
+        lines = dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
         out["dlq_part"] = range_io.write_part(staging["dlq"], name, lines)
     reasons = Counter(tuple(e["reason"]) for e in errors)
     out["reasons"] = [[*reason, count] for reason, count in reasons.items()]
@@ -117,10 +116,6 @@ def _chunk(desc: InputDescription, data: bytes, line0: int) -> dict[str, Any]:
     if desc["kind"] == "csv":
         return csv_kind.chunk(data, line0, desc["fields"], desc["dialect"], desc["encoding"])
     return jsonl_kind.chunk(data, line0, desc["encoding"])
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]] | None:
@@ -151,7 +146,7 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
     chunk = _chunk(desc, data, piece["line0"])
     line, raw, raw_text = kind_of(chunk).describe_single(chunk)
     error = worker_crash(line, raw, raw_text, reason)
-    lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=_now())
+    lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
     name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)
     return {"start": piece["start"], "seen": 1, "valid": 0, "invalid": 1, "filtered": 0, "sink_part": None, "dlq_part": name,
             "reasons": [[*error["reason"], 1]]}

@@ -34,7 +34,6 @@ records of a chunk that was split.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import queue
@@ -103,7 +102,7 @@ class Run:
         self.report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(self.executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight,
-            started_at=_now(), checkpoint=self.store.directory if self.store else "",
+            started_at=dlq.timestamp(), checkpoint=self.store.directory if self.store else "",
         )
 
     # ------------------------------------------------------------------------------
@@ -251,7 +250,6 @@ class Run:
                 report.chunks += 1
                 report.bytes_read += n
                 blob = codec.with_allowance(blob, allowance)  # the worker checks its result against it
-                report.bytes_through_driver += len(blob)
                 self.submitted.put((self.executor.submit(blob), n, allowance, blob, self.source.position()))
         except BaseException as exc:  # noqa: BLE001 - re-raised by the main thread
             self.submitted.put(exc)
@@ -284,9 +282,10 @@ class Run:
     def _settle(self, future: Future[bytes], blob: bytes, n: int, allowance: int) -> None:
         """Write one chunk's results (``n`` input bytes, ``allowance`` result bytes); if it
         kept crashing workers or its result outgrew the allowance, split it and retry."""
+        self.report.bytes_through_driver += len(blob)  # counted here, on one thread: the chunk or piece sent...
         try:
             raw = future.result()
-            self.report.bytes_through_driver += len(raw)
+            self.report.bytes_through_driver += len(raw)  # ...and its answer
             payload = codec.unframe(raw)
         except WorkerCrashedError as crash:
             self._split_crashed(blob, allowance, crash)
@@ -352,7 +351,7 @@ class Run:
                 errors = errors + self._refused(refused, result)
                 valid -= len(refused)
         if errors:
-            ts = _now()
+            ts = dlq.timestamp()
             first = report.rows_read + 1
             where: dict[str, Any] = {"run_id": self.run_id, "source": self.source.name, "first_record": first, "ts": ts,
                      "origin": result.get("origin")}  # a replayed DLQ's: each record keeps its first source and number
@@ -423,5 +422,4 @@ def _single(error: ChunkError, origin: list[list[Any]] | None = None) -> ChunkRe
     return {"n": 1, "valid": 0, "filtered": 0, "data": None, "valid_i": [], "errors": [error], "origin": origin}
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+

@@ -39,6 +39,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from flowschema_core import progress, range_io, storage
+from flowschema_core.dlq import timestamp
 from flowschema_core.error_groups import ErrorGroups
 from flowschema_core.errors import (
     AccountingError,
@@ -107,7 +108,7 @@ class DistributedRun:
         self.staging: dict[str, str] = {}
         self.report = RunReport(
             run_id=pipeline.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
-            executor=type(executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight, started_at=_now(),
+            executor=type(executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight, started_at=timestamp(),
         )
 
     # ------------------------------------------------------------------------------
@@ -234,7 +235,12 @@ class DistributedRun:
             while pending:
                 task = pending[0]
                 actor = self._pick(task, prefetch)
-                if actor is None or not self.ledger.acquire(task.cost, timeout=0):
+                if actor is None:
+                    break
+                if not self.ledger.try_acquire(task.cost):
+                    if not task.waited:  # one backpressure wait per range held back, not one per poll
+                        task.waited = True
+                        self.ledger.waits += 1
                     break
                 pending.popleft()
                 args = (*task.args, task.attempts) if task.method == "process_range" else task.args
@@ -385,6 +391,7 @@ class _Task:
         self.method, self.args, self.cost, self.piece = method, args, cost, piece
         self.attempts = 0
         self.alone = alone  # run with no other call on its actor (it was on one that died)
+        self.waited = False  # held back by the byte budget at least once (counted as one wait)
         self.result: Any = None
 
 
@@ -421,7 +428,4 @@ class _RangeActor:
         return self._charged or None
 
 
-def _now() -> str:
-    import datetime as dt
 
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

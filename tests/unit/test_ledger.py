@@ -312,3 +312,14 @@ def test_blocked_so_far_counts_the_wait_going_on():
     waiter.join(timeout=30)
     assert not waiter.is_alive()
     assert ledger.blocked_so_far == ledger.blocked_s > 0.0
+
+
+def test_try_acquire_never_waits_and_counts_no_wait():
+    ledger = ByteLedger(100)
+    assert ledger.try_acquire(60, result=20)
+    assert not ledger.try_acquire(30)  # 80 + 30 > 100
+    assert (ledger.in_flight, ledger.waits, ledger.outstanding) == (80, 0, 1)
+    ledger.release(60, result=20)
+    assert ledger.try_acquire(30) and ledger.in_flight == 30
+    ledger.close()
+    assert not ledger.try_acquire(1)
