@@ -195,13 +195,15 @@ class ResultAllowance:
         self.headroom = headroom
         self.largest_seen = 0.0  # result/input payload ratio, 0 before the first result
 
-    def of(self, n: int, room: int) -> int:
+    def of(self, n: int, room: int, limit: int) -> int:
         """The allowance of a chunk of ``n`` input bytes when the budget has ``room``
         bytes beside it (limit - reserved - n): never more than that room, so that input
-        and result fit the budget together; the whole ratio's worth for a chunk whose
-        input alone exceeds the budget (it goes alone: the ledger's exception)."""
+        and result fit the budget together. A chunk whose input alone exceeds the budget
+        goes alone (the ledger's exception) with at most ``limit`` more for its result: a
+        chunk of about the budget's size then peaks near twice the budget (with the whole
+        ratio's worth it was five times), and a larger result is split."""
         want = math.ceil(n * self.ratio) + self.SLACK
-        return want if room <= 0 else min(want, room)
+        return min(want, room if room > 0 else limit)
 
     def observe(self, n: int, result: int) -> None:
         """A chunk of ``n`` input bytes came back as (or would have been) ``result`` bytes."""

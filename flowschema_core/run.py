@@ -244,7 +244,7 @@ class Run:
             for index, (blob, n) in enumerate(self.source.chunks(self.pipeline.chunk_bytes)):
                 if index < self.skip_chunks:
                     continue  # already in the sinks, says the checkpoint
-                allowance = self.allowance.of(n, ledger.limit - ledger.reserved - n)
+                allowance = self.allowance.of(n, ledger.limit - ledger.reserved - n, ledger.limit)
                 if self.stop.is_set() or not ledger.acquire(n, result=allowance):
                     return
                 report.chunks += 1

@@ -175,15 +175,17 @@ def test_stats_peak_tracks_maximum_not_current():
 def test_allowance_reserves_the_ratio_of_the_input_plus_an_envelope():
     allowance = ResultAllowance()
     assert allowance.ratio == ResultAllowance.DEFAULT_RATIO == 4.0
-    assert allowance.of(1000, room=10**9) == 4000 + ResultAllowance.SLACK
-    assert allowance.of(1, room=10**9) == 4 + ResultAllowance.SLACK  # ceil, never 0 for a tiny chunk
+    assert allowance.of(1000, room=10**9, limit=10**9) == 4000 + ResultAllowance.SLACK
+    assert allowance.of(1, room=10**9, limit=10**9) == 4 + ResultAllowance.SLACK  # ceil, never 0 for a tiny chunk
 
 
 def test_allowance_never_passes_the_room_the_budget_has_beside_the_input():
     allowance = ResultAllowance()
-    assert allowance.of(1000, room=2500) == 2500  # input + result fit the budget together
-    # Input alone over the budget (room <= 0): it goes alone, with the whole ratio's worth.
-    assert allowance.of(1000, room=0) == allowance.of(1000, room=-5) == 4000 + ResultAllowance.SLACK
+    assert allowance.of(1000, room=2500, limit=3500) == 2500  # input + result fit the budget together
+    # Input alone over the budget (room <= 0): it goes alone, its result at most the budget again
+    # (with the whole ratio's worth, a chunk of the budget's size peaked at five budgets).
+    assert allowance.of(1000, room=0, limit=1000) == allowance.of(1000, room=-5, limit=995) + 5 == 1000
+    assert allowance.of(1000, room=-100, limit=900) == 900
 
 
 def test_ratio_learns_the_largest_seen_with_headroom_and_never_comes_down():
@@ -194,7 +196,7 @@ def test_ratio_learns_the_largest_seen_with_headroom_and_never_comes_down():
     assert (allowance.ratio, allowance.largest_seen) == (10.0, 8.0)
     allowance.observe(1000, 3000)  # a smaller one later: the ratio stays
     assert allowance.ratio == 10.0
-    assert allowance.of(100, room=10**6) == 1000 + ResultAllowance.SLACK
+    assert allowance.of(100, room=10**6, limit=10**6) == 1000 + ResultAllowance.SLACK
     allowance.observe(0, 5)  # an empty chunk (and a result smaller than the envelope) are harmless
     assert allowance.ratio == 10.0
 
