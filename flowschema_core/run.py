@@ -320,7 +320,9 @@ class Run:
         total = sum(size for _, size in pieces)
         # Both halves run at once: they share the chunk's allowance, in proportion.
         sent = [(codec.with_allowance(piece, allowance * size // total), size, allowance * size // total) for piece, size in pieces]
-        futures = [self.executor.submit(piece) for piece, _, _ in sent]
+        # Ahead of the chunks queued behind it, which cannot be written before it (the
+        # second half first, so that the first is at the very front).
+        futures = [self.executor.submit_next(piece) for piece, _, _ in reversed(sent)][::-1]
         for (piece, size, share), piece_future in zip(sent, futures):
             self._settle(piece_future, piece, size, share)
 
@@ -330,7 +332,7 @@ class Run:
         halves = kind_of(chunk).split(chunk)
         if halves is None:  # one record (the worker lets those through; this kind could not split it)
             unlimited = codec.with_allowance(blob, None)
-            self._settle(self.executor.submit(unlimited), unlimited, n, allowance)
+            self._settle(self.executor.submit_next(unlimited), unlimited, n, allowance)
             return
         self.report.result_splits += 1
         log.info("splitting a chunk whose result (%d bytes) outgrew its allowance of %d; the ratio is now %.2f",
@@ -338,7 +340,7 @@ class Run:
         for half in halves:  # one after the other, so that each may use the whole allowance
             piece, piece_n = codec.encode(half)
             piece = codec.with_allowance(piece, allowance)
-            self._settle(self.executor.submit(piece), piece, piece_n, allowance)
+            self._settle(self.executor.submit_next(piece), piece, piece_n, allowance)
 
     def _write(self, result: ChunkResult) -> None:
         report = self.report

@@ -46,7 +46,7 @@ def tutorial_steps() -> list[tuple[str, str]]:
 def copy_of_the_repository(dest: pathlib.Path) -> None:
     """What the tutorial's commands read, copied; .venv made of links to the real one."""
     dest.mkdir()
-    for name in ("Makefile", "pyproject.toml"):
+    for name in ("Makefile", "pyproject.toml", "constraints-dev.txt"):
         shutil.copy2(ROOT / name, dest / name)
     shutil.copytree(ROOT / "examples", dest / "examples", ignore=shutil.ignore_patterns("__pycache__"))
     # A venv whose bin/ and lib/ are the repository's: Python finds pyvenv.cfg beside the
@@ -61,7 +61,8 @@ def copy_of_the_repository(dest: pathlib.Path) -> None:
             (dest / ".venv" / name).symlink_to(venv / name)
     # make's stamp (.venv/.installed: `pip install` done) newer than pyproject.toml.
     old = time.time() - 3600
-    os.utime(dest / "pyproject.toml", (old, old))
+    for name in ("pyproject.toml", "constraints-dev.txt"):
+        os.utime(dest / name, (old, old))
     (dest / ".venv" / ".installed").touch()
 
 

@@ -63,6 +63,12 @@ class Executor(abc.ABC):
         """Queue one chunk blob; the future resolves to its result blob. Raises
         ``RuntimeError`` before :meth:`start` and after :meth:`shutdown`."""
 
+    def submit_next(self, blob: bytes) -> Future[bytes]:
+        """:meth:`submit`, ahead of the chunks already queued: the pieces of a split chunk,
+        which the driver waits for before anything behind them can be written. An
+        executor without a queue of its own keeps this default."""
+        return self.submit(blob)
+
     @abc.abstractmethod
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop the workers. With ``wait`` (and no ``cancel_futures``) the chunks already

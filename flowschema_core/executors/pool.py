@@ -85,11 +85,14 @@ class TaskPool:
         self.pending: collections.deque[Task] = collections.deque()
         self.failure: BaseException | None = None
 
-    def add(self, blob: bytes) -> Future[bytes]:
-        """Queue a chunk (or fail its future at once if the pool has failed)."""
+    def add(self, blob: bytes, *, first: bool = False) -> Future[bytes]:
+        """Queue a chunk, at the back (``first``: the front) of the line, or fail its
+        future at once if the pool has failed."""
         future: Future[bytes] = Future()
         if self.failure is not None:
             future.set_exception(self.failure)
+        elif first:
+            self.pending.appendleft(Task(blob, future))
         else:
             self.pending.append(Task(blob, future))
         return future

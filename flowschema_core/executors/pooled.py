@@ -76,12 +76,18 @@ class PooledExecutor(Executor):
 
     # -- submitting ------------------------------------------------------------------
     def submit(self, blob: bytes) -> Future[bytes]:
+        return self._submit(blob, first=False)
+
+    def submit_next(self, blob: bytes) -> Future[bytes]:
+        return self._submit(blob, first=True)
+
+    def _submit(self, blob: bytes, *, first: bool) -> Future[bytes]:
         with self._lock:
             if self._closing:
                 raise RuntimeError("cannot submit to an executor that was shut down")
             if not self._started:
                 raise RuntimeError(f"{type(self).__name__}.submit() called before start()")
-            future = self._tasks.add(blob)
+            future = self._tasks.add(blob, first=first)
             if not future.done():  # done: the pool has failed
                 self._dispatch()
         return future

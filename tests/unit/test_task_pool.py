@@ -127,3 +127,12 @@ def test_deaths_on_different_records_or_of_another_chunk_fail_the_chunk_to_be_ha
         pool.on_death([task], "died", 3, started=True, at=(4, 1))
         crashed, _ = pool.on_death([task], "died", 3, started=True, at=second)
         assert [t for t, _ in crashed] == [task] and "stuck" not in codec.decode(task.blob), second
+
+
+def test_a_chunk_added_first_goes_ahead_of_the_line():
+    # The pieces of a split chunk: the driver waits for them before anything behind them.
+    pool = _pool(exact=True)
+    pool.add(b"a")
+    pool.add(b"b")
+    pool.add(b"piece", first=True)
+    assert [task.blob for task in pool.pending] == [b"piece", b"a", b"b"]
