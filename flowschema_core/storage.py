@@ -190,8 +190,11 @@ def size(url: str, storage_options: Mapping[str, Any] | None = None) -> int:
         return int(fs.size(path))
 
 
-#: What an object's metadata may say of its version, by store (S3, GCS, Azure, fsspec's own).
-_VERSION_KEYS = ("ETag", "etag", "VersionId", "version_id", "generation", "md5Hash", "LastModified", "last_modified", "mtime", "created")
+#: What an object's metadata may say of its version, by store (S3, GCS, Azure, fsspec's own):
+#: of its content first (the same bytes uploaded again are the same version), else the time
+#: it was written.
+_CONTENT_KEYS = ("ETag", "etag", "VersionId", "version_id", "generation", "md5Hash")
+_TIME_KEYS = ("LastModified", "last_modified", "mtime", "created")
 
 
 def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -201,7 +204,8 @@ def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict
     fs, path = filesystem(url, storage_options)
     with translated(url, "cannot read", SourceError):
         info = fs.info(path)
-    version = {key: str(info[key]) for key in _VERSION_KEYS if info.get(key) is not None}
+    version = {key: str(info[key]) for key in _CONTENT_KEYS if info.get(key) is not None}
+    version = version or {key: str(info[key]) for key in _TIME_KEYS if info.get(key) is not None}
     if not version:
         raise ConfigError(f"{display(url)}: the store tells no version (ETag, generation or modification time) of this object, so a "
                           "checkpoint could not tell whether it changed before a resume; run without checkpoint=, or copy it locally")
