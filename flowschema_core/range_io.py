@@ -13,10 +13,9 @@ removes the temporary file and the staging directory: nothing appears under the 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 
-from .sinks.base import _fsync_directory, remove_stale_temps, temp_path
+from .sinks.base import _fsync_directory, remove_path, remove_stale_temps, temp_path
 
 
 def file_size(path: str) -> int:
@@ -73,7 +72,7 @@ def commit(final_path: str, head: bytes, staging: str, parts: Sequence[str], mod
         os.replace(tmp, final_path)
         _fsync_directory(os.path.dirname(final_path))
     except BaseException:
-        remove(tmp)
+        remove_path(tmp)
         raise
 
 
@@ -93,12 +92,3 @@ def _copy(src: int, dst: int, size: int) -> None:
         size -= n
 
 
-def remove(path: str) -> None:
-    """Remove a file or a directory tree if it is there."""
-    if os.path.isdir(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass

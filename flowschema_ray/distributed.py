@@ -50,6 +50,7 @@ from flowschema_core.errors import (
 )
 from flowschema_core.ranges import RangeScan, combine, nominal_ranges
 from flowschema_core.report import RunReport
+from flowschema_core.sinks.base import remove_path
 from flowschema_core.sinks.csv import CSVSink
 from flowschema_core.sinks.jsonl import JSONLSink
 from flowschema_core.sources.base import ReadProgress
@@ -157,7 +158,7 @@ class DistributedRun:
             log.warning("SIGINT: stopping the run")
         finally:
             for directory in self.staging.values():
-                range_io.remove(directory)
+                remove_path(directory)
             self._stop_actors()
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)

@@ -38,6 +38,17 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())[:64] or "host"
 
 
+def remove_path(path: str) -> None:
+    """Remove a file or a directory tree if it is there (a temporary output)."""
+    if os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def temp_path(path: str | os.PathLike[str]) -> str:
     """A fresh temporary name beside ``path`` that says which host and process own it."""
     path = os.path.abspath(os.fspath(path))

@@ -31,7 +31,7 @@ from .. import storage
 from ..arrow_schema import arrow_schema, converter, import_pyarrow, json_text
 from ..errors import ConfigError, SinkError
 from ..model_types import field_types
-from .base import RowSink, remove_stale_temps, temp_path
+from .base import RowSink, remove_path, remove_stale_temps, temp_path
 
 #: The directory name Hive (and pyarrow, Spark, DuckDB) use for a null partition value.
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -185,13 +185,7 @@ class ParquetSink(RowSink):
             output.abort()
         if self._tmp is not None:
             tmp, self._tmp = self._tmp, None
-            if os.path.isdir(tmp):
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
+            remove_path(tmp)
 
     # -- internals -------------------------------------------------------------------
     def _writer_for(self, key: tuple[Any, ...]) -> _PartWriter:

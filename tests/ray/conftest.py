@@ -32,3 +32,12 @@ def ray_session():
         )
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def messy(request, tmp_path_factory):
+    """A messy items CSV (ragged rows, bad values) of the test module's ``ROWS`` rows, and its counts."""
+    from tests.ray.ray_models import write_messy_csv
+
+    path = tmp_path_factory.mktemp("data") / "items.csv"
+    return path, write_messy_csv(path, request.module.ROWS)

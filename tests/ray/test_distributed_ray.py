@@ -23,12 +23,6 @@ ROWS = 3000
 
 
 @pytest.fixture(scope="module")
-def messy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "items.csv"
-    return path, write_messy_csv(path, ROWS)
-
-
-@pytest.fixture(scope="module")
 def inline_run(messy, tmp_path_factory):
     return run_to_jsonl(tmp_path_factory.mktemp("inline"), "inline", fs.CSVSource(messy[0]), Item, "inline", chunk_bytes="16KiB")
 

@@ -26,12 +26,6 @@ def _run(tmp_path, name, csv_path, executor, **kwargs):
 
 
 @pytest.fixture(scope="module")
-def messy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "items.csv"
-    return path, write_messy_csv(path, ROWS)
-
-
-@pytest.fixture(scope="module")
 def inline_run(messy, tmp_path_factory):
     return _run(tmp_path_factory.mktemp("inline"), "inline", messy[0], "inline")
 
