@@ -125,7 +125,7 @@ def _ray_cli() -> str:
     if found is None:
         from flowschema_core.errors import MissingDependencyError
 
-        raise MissingDependencyError("the ray CLI is not installed: pip install 'flowschema[ray]'")
+        raise MissingDependencyError("a local Ray cluster (the ray CLI)", "ray")
     return found
 
 
