@@ -68,15 +68,18 @@ def test_a_query_source_with_a_relative_sqlite_path(ray_session, tmp_path, monke
     assert report.chunks > 3 and report.bytes_through_driver == 0
 
 
-def test_postgresql_key_ranges_equal_the_inline_run(ray_session, postgres_db_url, tmp_path):
-    engine = sa.create_engine(postgres_db_url)
+@pytest.mark.parametrize("server", ["postgres_db_url", "mariadb_db_url"])
+def test_database_server_key_ranges_equal_the_inline_run(ray_session, server, request, tmp_path):
+    url = request.getfixturevalue(server)  # a fresh database on the session's real server
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE items (id integer PRIMARY KEY, name text, price text, note text)"))
+        charset = " CHARACTER SET utf8mb4" if engine.dialect.name in ("mysql", "mariadb") else ""  # MariaDB's default is latin1
+        conn.execute(sa.text(f"CREATE TABLE items (id integer PRIMARY KEY, name text, price text, note text){charset}"))
         conn.execute(sa.text("INSERT INTO items VALUES (:i, :n, :p, :o)"), [dict(zip("inpo", row)) for row in _items(800)])
     engine.dispose()
 
     def source():
-        return fs.SQLSource(postgres_db_url, table="items", key="id", batch_rows=50)
+        return fs.SQLSource(url, table="items", key="id", batch_rows=50)
 
     ref_report, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", source(), Item, "inline")
     report, out, dlq = run_to_jsonl(tmp_path, "dist", source(), Item, RayExecutor(num_actors=2, distributed=True, range_bytes="4KiB"))
