@@ -40,7 +40,7 @@ class LocalCluster:
     def __init__(self, nodes: int = 2, cpus_per_node: int = 1, object_store_bytes: int = 100 << 20, start_timeout: float = 150.0) -> None:
         self.nodes, self.cpus_per_node, self.object_store_bytes = nodes, cpus_per_node, object_store_bytes
         self.start_timeout = start_timeout
-        self.ray = _ray_cli()
+        self.ray = ray_cli()
         self.env = {**os.environ, "PATH": f"{os.path.dirname(self.ray)}{os.pathsep}{os.environ.get('PATH', '')}",
                     "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token"}
         self.env.pop("RAY_ADDRESS", None)  # the CLI must not join some other cluster
@@ -67,6 +67,11 @@ class LocalCluster:
         for _ in range(self.nodes - 1):
             self._start_node(["--address", self.address], _free_ports(6))
         self._wait(lambda: self._alive_nodes() >= self.nodes, f"the cluster did not reach {self.nodes} nodes")
+
+    @property
+    def temp_dirs(self) -> list[str]:
+        """Each node's ``--temp-dir`` (its logs are there), the head's first."""
+        return [temp_dir for _, temp_dir in self._procs]
 
     def stop_node(self, index: int) -> None:
         """Stop node ``index`` (0 is the head) and every process it started: a node lost."""
@@ -119,7 +124,7 @@ class LocalCluster:
         return done.stdout.count("node_")
 
 
-def _ray_cli() -> str:
+def ray_cli() -> str:
     beside = os.path.join(os.path.dirname(sys.executable), "ray")  # this interpreter's venv first
     found = beside if os.path.exists(beside) else shutil.which("ray")
     if found is None:
