@@ -100,12 +100,14 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
                               f"{batch.seen} = {result['valid']} valid + {len(errors)} invalid + {result['filtered']} filtered")
     name = f"{piece['start']:016d}-{attempt}.part"
     out: dict[str, Any] = {"start": piece["start"], "seen": batch.seen, "valid": result["valid"], "invalid": len(errors),
-                           "filtered": result["filtered"], "sink_part": None, "dlq_part": None}
+                           "filtered": result["filtered"], "sink_part": None, "dlq_part": None, "sink_size": 0, "dlq_size": 0}
     if result["data"]:
         out["sink_part"] = range_io.write_part(staging["sink"], name, result["data"])
+        out["sink_size"] = len(result["data"])  # a resume checks a part by its size (distributed_checkpoint)
     if errors:
         lines = dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
         out["dlq_part"] = range_io.write_part(staging["dlq"], name, lines)
+        out["dlq_size"] = len(lines)
     reasons = Counter(tuple(e["reason"]) for e in errors)
     out["reasons"] = [[*reason, count] for reason, count in reasons.items()]
     return out
@@ -149,7 +151,7 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
     lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
     name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)
     return {"start": piece["start"], "seen": 1, "valid": 0, "invalid": 1, "filtered": 0, "sink_part": None, "dlq_part": name,
-            "reasons": [[*error["reason"], 1]]}
+            "sink_size": 0, "dlq_size": len(lines), "reasons": [[*error["reason"], 1]]}
 
 
 def probe(path: str, directories: list[str]) -> dict[str, Any]:
