@@ -137,6 +137,9 @@ class DistributedRun:
         if ck is not None and ck.saved is not None:
             ck.check()
             if ck.saved["phase"] == "done":
+                outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
+                for directory in ck.staging_names(outputs).values():  # left if the run was killed just after marking it done
+                    remove_path(directory)
                 return RunReport(**ck.saved["report"])
         # Connected first: ray.init installs its own (C++) SIGTERM handler, which would
         # replace the run's if it came after.

@@ -59,16 +59,21 @@ class RangeCheckpoint:
         if self.saved is not None:
             checkpoint_mod.check_fingerprint(self.saved["fingerprint"], self.fingerprint, self.store.directory)
 
-    def staging(self, outputs: dict[str, str], *, fresh: bool) -> dict[str, str]:
-        """Stable staging directories beside the outputs (emptied when ``fresh``)."""
-        staging = {}
+    def staging_names(self, outputs: dict[str, str]) -> dict[str, str]:
+        """The stable staging directory of each output (``.NAME.KEYi.staging`` beside it)."""
+        names = {}
         for i, (key, path) in enumerate(outputs.items()):
             path = os.path.abspath(path)
-            directory = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{self.store.key}{i}.staging")
+            names[key] = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{self.store.key}{i}.staging")
+        return names
+
+    def staging(self, outputs: dict[str, str], *, fresh: bool) -> dict[str, str]:
+        """The staging directories, made (and emptied first when ``fresh``)."""
+        staging = self.staging_names(outputs)
+        for directory in staging.values():
             if fresh:
                 remove_path(directory)  # a deleted checkpoint's parts must not be mixed in
             os.makedirs(directory, exist_ok=True)
-            staging[key] = directory
         return staging
 
     def kept(self, staging: dict[str, str]) -> dict[int, list[dict[str, Any]]]:

@@ -114,17 +114,54 @@ def test_the_error_budget_stops_a_distributed_run_as_it_stops_a_single_driver_ru
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no staging left
 
 
+def _ranges_done(state_file):
+    try:
+        with open(state_file) as f:
+            return len(json.load(f)["ranges"]["done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def _resume(messy, out, checkpoint):
+    """Run the driver's pipeline again in this process, with its checkpoint; the report and the outputs."""
+    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB")
+    sink, errors = out / "out.jsonl", out / "out.errors.jsonl"
+    pipeline = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(sink), fs.JSONLSink(errors), executor=executor, hooks=[Slow(0)],
+                           checkpoint=checkpoint)
+    report = pipeline.run()
+    return report, sink.read_bytes(), dlq_without_run_fields(errors)
+
+
+def test_a_stop_signal_keeps_a_checkpointed_runs_parts_for_the_resume(ray_session, messy, inline_run, tmp_path):
+    out, checkpoint = tmp_path / "out", tmp_path / "ckpt"
+    out.mkdir()
+    proc, pids = _driver(ray_session, messy[0], out, "--slow", "0.003", "--checkpoint", str(checkpoint))
+    try:
+        _actors_of(proc, pids)
+        assert _wait_for(lambda: _ranges_done(checkpoint / "state.json") >= 2), "the checkpoint never listed a settled range"
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    report = json.loads(stdout)
+    assert report["interrupted"] is True and report["stop_signal"] == "SIGTERM"
+    assert not (out / "out.jsonl").exists() and not (out / "out.errors.jsonl").exists()
+    assert len(_parts(out)) >= 2  # kept in the stable staging directories
+    saved = _ranges_done(checkpoint / "state.json")
+    resumed, data, dlq = _resume(messy, out, checkpoint)
+    assert (data, dlq) == inline_run[1:] and resumed.rows_read == ROWS
+    assert resumed.ranges_from_checkpoint >= saved  # the state saved on the way out lists every range settled by then
+
+
 def test_a_killed_driver_resumes_by_committed_ranges(ray_session, messy, inline_run, tmp_path):
     out, checkpoint = tmp_path / "out", tmp_path / "ckpt"
     out.mkdir()
     state_file = checkpoint / "state.json"
 
     def ranges_done():
-        try:
-            with open(state_file) as f:
-                return len(json.load(f)["ranges"]["done"])
-        except (OSError, ValueError, KeyError):
-            return 0
+        return _ranges_done(state_file)
 
     proc, pids = _driver(ray_session, messy[0], out, "--slow", "0.003", "--checkpoint", str(checkpoint))
     try:
@@ -142,14 +179,11 @@ def test_a_killed_driver_resumes_by_committed_ranges(ray_session, messy, inline_
     assert saved["phase"] == "running" and not (out / "out.jsonl").exists()
     planned = len(saved["ranges"]["plan"])
 
-    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB")
+    report, data, dlq = _resume(messy, out, checkpoint)
     sink, errors = out / "out.jsonl", out / "out.errors.jsonl"
-    pipeline = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(sink), fs.JSONLSink(errors), executor=executor, hooks=[Slow(0)],
-                           checkpoint=checkpoint)
-    report = pipeline.run()
     ref_report, ref_out, ref_dlq = inline_run
-    assert sink.read_bytes() == ref_out
-    assert dlq_without_run_fields(errors) == ref_dlq
+    assert data == ref_out
+    assert dlq == ref_dlq
     assert {r["run_id"] for r in map(json.loads, errors.read_text().splitlines())} == {"driver"}  # the first run's id
     assert (report.rows_read, report.rows_valid, report.rows_invalid, report.rows_filtered, report.invalid_by_stage) == \
         (ref_report.rows_read, ref_report.rows_valid, ref_report.rows_invalid, ref_report.rows_filtered, ref_report.invalid_by_stage)
