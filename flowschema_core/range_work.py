@@ -92,7 +92,19 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     chunk = _chunk(desc, data, piece["line0"])
     del data
     batch = Batch()
-    kind_of(chunk).parse(chunk, processor, batch)
+    # record_timeout: the beacon says which record this call is on (the driver counts the
+    # calls, see flowschema_ray.distributed_watch); "stuck" marks records that outlived the
+    # timeout in an earlier attempt: they go to the DLQ without running.
+    beacon = processor.beacon
+    if beacon is not None:
+        beacon.next_chunk()
+    processor.stuck = {int(i): mark for i, mark in piece["stuck"].items()} if piece.get("stuck") else None
+    try:
+        kind_of(chunk).parse(chunk, processor, batch)
+    finally:
+        processor.stuck = None
+        if beacon is not None:
+            beacon.between_records()
     result = batch.result(processor.output_form, processor.fields)
     errors = result["errors"]
     if batch.seen != piece["records"] or batch.seen != result["valid"] + len(errors) + result["filtered"]:
@@ -135,9 +147,11 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
         return None
     left_end = piece["start"] + cut
     left_records = combine([scan_range(data[:cut], piece["start"], 10, shape)], piece["start"], left_end, 0, 1 << 62).records
-    left = {**piece, "end": left_end, "records": left_records}
+    stuck = {int(i): mark for i, mark in (piece.get("stuck") or {}).items()}  # record indexes in the piece: renumbered per half
+    left = {**piece, "end": left_end, "records": left_records, "stuck": {i: m for i, m in stuck.items() if i < left_records}}
     right = {**piece, "start": left_end, "first_record": piece["first_record"] + left_records,
-             "records": piece["records"] - left_records, "line0": piece["line0"] + data.count(b"\n", 0, cut)}
+             "records": piece["records"] - left_records, "line0": piece["line0"] + data.count(b"\n", 0, cut),
+             "stuck": {i - left_records: m for i, m in stuck.items() if i >= left_records}}
     return [left, right]
 
 

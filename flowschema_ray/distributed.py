@@ -63,6 +63,7 @@ from flowschema_core.timeline import Sampler
 from flowschema_core.worker import WorkerSpec
 
 from .distributed_checkpoint import RangeCheckpoint
+from .distributed_watch import RangeWatch
 
 if TYPE_CHECKING:
     from flowschema_core.pipeline import Pipeline
@@ -90,8 +91,6 @@ def unsupported(pipeline: Pipeline) -> str | None:
         return "the CSVSink has a delimiter other than ',' (not supported in distributed mode yet)"
     if type(errors) is not JSONLSink:
         return f"the DLQ is a {type(errors).__name__}; distributed mode writes the DLQ as a JSONLSink file"
-    if pipeline.record_timeout:
-        return "record_timeout= is not supported in distributed mode yet"
     return None
 
 
@@ -120,6 +119,7 @@ class DistributedRun:
         # DLQ records of a resumed run keep the first run's id, as in the single-driver mode.
         self.run_id = saved["run_id"] if saved is not None and not self.checkpoint.of_single_driver else pipeline.run_id  # type: ignore[union-attr]
         self.kept: dict[int, list[dict[str, Any]]] = {}  # a resume: ranges whose parts the checkpoint holds
+        self.watch = RangeWatch(pipeline.record_timeout) if pipeline.record_timeout else None
         self.report = RunReport(
             run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight, started_at=timestamp(),
@@ -265,13 +265,15 @@ class DistributedRun:
         from .executor import _user_paths
         from .range_actor import RangeActor
 
-        spec = WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form)
+        spec = WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout)
         try:
             spec_blob = cloudpickle.dumps(spec)
         except Exception as exc:
             raise ConfigError(f"the model or a hook cannot be sent to Ray actors: {exc}") from exc
         executor = self.executor
-        self.actor_cls = self.ray.remote(RangeActor).options(max_restarts=0, max_task_retries=0, **executor.actor_options)
+        # record_timeout: where() answers in a thread of its own while a range runs.
+        remote = self.ray.remote(RangeActor) if self.watch is None else self.ray.remote(concurrency_groups={"watch": 1})(RangeActor)
+        self.actor_cls = remote.options(max_restarts=0, max_task_retries=0, **executor.actor_options)
         self.spec_ref, self.sys_path = self.ray.put(spec_blob), _user_paths()
         self.actors = [self._new_actor() for _ in range(executor.num_actors)]
         executor.distributed_run = self  # worker_pids() lists these actors (fault-injection tests)
@@ -309,6 +311,8 @@ class DistributedRun:
 
     def _replace(self, dead: _RangeActor) -> None:
         self.actors.remove(dead)
+        if self.watch is not None:
+            self.watch.forget(dead)
         self.report.worker_restarts = self.executor.stats.restarts = self.report.worker_restarts + 1
         if self.report.worker_restarts > self.executor.max_restarts:
             raise WorkerPoolError(f"{self.report.worker_restarts} Ray actors died; giving up (max_restarts={self.executor.max_restarts})")
@@ -340,6 +344,8 @@ class DistributedRun:
                 ref = getattr(actor.handle, task.method).remote(*args)
                 if task.method == "process_range":
                     self._handed_out(task.cost)
+                    if self.watch is not None:
+                        self.watch.sent(actor, ref)
                 actor.calls.append(ref)
                 actor.exclusive = task.alone
                 inflight[ref] = (task, actor)
@@ -347,9 +353,13 @@ class DistributedRun:
                 ray.wait([a.booted for a in self.actors], num_returns=1, timeout=1.0)  # a replacement is starting
                 continue
             # With a timeout: a stop signal's handler runs between two waits.
-            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5)
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5 if self.watch is None else self.watch.every)
+            if self.watch is not None:
+                self._stop_stuck(inflight)
             for ref in ready:
                 task, actor = inflight.pop(ref)
+                if self.watch is not None:
+                    self.watch.answered(actor, ref)
                 more: list[_Task] = []
                 try:
                     result = ray.get(ref)
@@ -395,6 +405,9 @@ class DistributedRun:
         if actor in self.actors:
             log.warning("a Ray actor died (%s); replacing it and redoing its ranges", type(exc).__name__)
             self._replace(actor)
+        if task.timed_out:  # the watchdog stopped it on a record it marked: redo, uncharged
+            task.timed_out = False
+            return [task]
         if charged is None:  # it held several: which one killed it is not known; each runs alone next
             task.alone = True
             self.report.retries += 1
@@ -408,6 +421,24 @@ class DistributedRun:
         if on_crash is None:
             raise WorkerCrashedError(f"{self.source.name}: {task.method} killed {task.attempts} Ray actors") from exc
         return list(on_crash(task, exc))
+
+    def _stop_stuck(self, inflight: dict[Any, tuple[_Task, _RangeActor]]) -> None:
+        """record_timeout (:mod:`.distributed_watch`): stop each actor whose record outlived
+        the timeout; the range goes again with that record marked for the DLQ."""
+        assert self.watch is not None
+        for actor, ref, index in self.watch.check(self.actors):
+            if ref is not None and ref in inflight and index is not None:
+                task = inflight[ref][0]
+                assert task.piece is not None
+                piece = {**task.piece, "stuck": {**(task.piece.get("stuck") or {}), index: ["record_timeout", self.watch.reason()]}}
+                task.piece, task.args = piece, (task.args[0], piece, *task.args[2:])
+                task.timed_out = True
+                actor.charge(ref)  # the calls queued behind it were not at fault
+                self.report.record_timeouts += 1
+            try:
+                self.ray.kill(actor.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead: its calls say so
+                pass
 
     # -- the ranges ----------------------------------------------------------------
     def _process(self, desc: dict[str, Any], ranges: list[dict[str, Any]]) -> None:
@@ -541,6 +572,7 @@ class _Task:
         self.attempts = 0
         self.alone = alone  # run with no other call on its actor (it was on one that died)
         self.waited = False  # held back by the byte budget at least once (counted as one wait)
+        self.timed_out = False  # its actor was stopped by record_timeout (a record of it is marked)
         self.result: Any = None
 
 
@@ -565,6 +597,10 @@ class _RangeActor:
                 except Exception:  # noqa: BLE001 - it died starting: its calls will say so
                     pass
         return self._ready
+
+    def charge(self, ref: Any) -> None:
+        """Charge the coming death to ``ref`` (the watchdog kills the actor for it)."""
+        self._charged = ref
 
     def died(self, ref: Any) -> Any:
         """Record that ``ref`` failed because this actor died; return the call charged

@@ -150,6 +150,10 @@ def test_a_stop_signal_keeps_a_checkpointed_runs_parts_for_the_resume(ray_sessio
     assert not (out / "out.jsonl").exists() and not (out / "out.errors.jsonl").exists()
     assert len(_parts(out)) >= 2  # kept in the stable staging directories
     saved = _ranges_done(checkpoint / "state.json")
+    single = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(out / "out.jsonl"), fs.JSONLSink(out / "out.errors.jsonl"),
+                         executor="inline", hooks=[Slow(0)], checkpoint=checkpoint)
+    with pytest.raises(fs.CheckpointError, match="differs in: mode"):  # ranges cannot be resumed as chunks
+        single.run()
     resumed, data, dlq = _resume(messy, out, checkpoint)
     assert (data, dlq) == inline_run[1:] and resumed.rows_read == ROWS
     assert resumed.ranges_from_checkpoint >= saved  # the state saved on the way out lists every range settled by then
