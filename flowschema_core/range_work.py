@@ -32,15 +32,22 @@ from .ranges import Layout, RangeScan, scan_range
 from .sources import compression
 from .sources.csv import CSVSource
 from .sources.jsonl import JSONLSource
+from .sources.sql import SQLSource
 from .worker import Batch, ChunkProcessor
 
 #: What a worker needs to know of the input: JSON-safe, travels with every call.
 InputDescription = dict[str, Any]
 
 
-def describe(source: CSVSource | JSONLSource) -> InputDescription:
+def describe(source: CSVSource | JSONLSource | SQLSource, unit_bytes: int = 1 << 20) -> InputDescription:
     """Where the records of ``source``'s file start, with what the reader learnt before
-    them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges."""
+    them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges.
+    An SQL source is described by its key ranges of about ``unit_bytes`` (``units``,
+    :mod:`flowschema_core.range_sql`) instead."""
+    if isinstance(source, SQLSource):
+        from . import range_sql
+
+        return range_sql.describe(source, unit_bytes)
     path = os.path.abspath(source.path)
     size = range_io.file_size(path)
     desc: InputDescription = {"path": path, "name": source.name, "size": size, "refused": None, "notes": [],
@@ -88,9 +95,7 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts and the
     part names. Parts are named by the range's start offset, so they sort in file order,
     and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-    chunk = _chunk(desc, data, piece["line0"])
-    del data
+    chunk = read_chunk(desc, piece)
     batch = Batch()
     # record_timeout: the beacon says which record this call is on (the driver counts the
     # calls, see flowschema_ray.distributed_watch); "stuck" marks records that outlived the
@@ -108,7 +113,7 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     result = batch.result(processor.output_form, processor.fields)
     errors = result["errors"]
     if batch.seen != piece["records"] or batch.seen != result["valid"] + len(errors) + result["filtered"]:
-        raise AccountingError(f"{desc['name']} bytes {piece['start']}-{piece['end']}: planned {piece['records']} records, parsed "
+        raise AccountingError(f"{desc['name']} {where(desc, piece)}: planned {piece['records']} records, parsed "
                               f"{batch.seen} = {result['valid']} valid + {len(errors)} invalid + {result['filtered']} filtered")
     name = f"{piece['start']:016d}-{attempt}.part"
     out: dict[str, Any] = {"start": piece["start"], "seen": batch.seen, "valid": result["valid"], "invalid": len(errors),
@@ -125,6 +130,24 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     return out
 
 
+def read_chunk(desc: InputDescription, piece: dict[str, Any]) -> dict[str, Any]:
+    """The chunk of the input's kind that the single-driver mode would send for ``piece``'s records."""
+    if desc["kind"] == "sql":
+        from . import range_sql
+
+        return range_sql.chunk(desc, piece)
+    return _chunk(desc, range_io.read_range(desc["path"], piece["start"], piece["end"]), piece["line0"])
+
+
+def where(desc: InputDescription, piece: dict[str, Any]) -> str:
+    """The range, as a message names it."""
+    if desc["kind"] == "sql":
+        from . import range_sql
+
+        return range_sql.where(piece)
+    return f"bytes {piece['start']}-{piece['end']}"
+
+
 def _chunk(desc: InputDescription, data: bytes, line0: int) -> dict[str, Any]:
     """The chunk of the input's kind that the single-driver mode would send for these bytes."""
     if desc["kind"] == "csv":
@@ -139,6 +162,10 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     from . import blocks
     from .ranges import combine
 
+    if desc["kind"] == "sql":
+        from . import range_sql
+
+        return _stuck_per_half(piece, range_sql.split(desc, piece))
     data = range_io.read_range(desc["path"], piece["start"], piece["end"])
     shape = layout(desc)
     quote = bytes([shape.quote]) if shape.quote is not None else None
@@ -147,19 +174,28 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
         return None
     left_end = piece["start"] + cut
     left_records = combine([scan_range(data[:cut], piece["start"], 10, shape)], piece["start"], left_end, 0, 1 << 62).records
-    stuck = {int(i): mark for i, mark in (piece.get("stuck") or {}).items()}  # record indexes in the piece: renumbered per half
-    left = {**piece, "end": left_end, "records": left_records, "stuck": {i: m for i, m in stuck.items() if i < left_records}}
+    left = {**piece, "end": left_end, "records": left_records}
     right = {**piece, "start": left_end, "first_record": piece["first_record"] + left_records,
-             "records": piece["records"] - left_records, "line0": piece["line0"] + data.count(b"\n", 0, cut),
-             "stuck": {i - left_records: m for i, m in stuck.items() if i >= left_records}}
-    return [left, right]
+             "records": piece["records"] - left_records, "line0": piece["line0"] + data.count(b"\n", 0, cut)}
+    return _stuck_per_half(piece, [left, right])
+
+
+def _stuck_per_half(piece: dict[str, Any], halves: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The halves with the records ``piece`` marks as stuck (record_timeout) renumbered
+    within each: the marks are record indexes in the range."""
+    stuck = {int(i): mark for i, mark in (piece.get("stuck") or {}).items()}
+    if halves is None or not stuck:
+        return halves
+    left, right = halves
+    cut = left["records"]
+    return [{**left, "stuck": {i: m for i, m in stuck.items() if i < cut}},
+            {**right, "stuck": {i - cut: m for i, m in stuck.items() if i >= cut}}]
 
 
 def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
     """The outcome of a one-record range that killed its worker every time: its DLQ line
     (stage ``worker``, as the single-driver mode writes it), without processing it."""
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-    chunk = _chunk(desc, data, piece["line0"])
+    chunk = read_chunk(desc, piece)
     line, raw, raw_text = kind_of(chunk).describe_single(chunk)
     error = worker_crash(line, raw, raw_text, reason)
     lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
@@ -168,13 +204,15 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
             "sink_size": 0, "dlq_size": len(lines), "reasons": [[*error["reason"], 1]]}
 
 
-def probe(path: str, directories: list[str]) -> dict[str, Any]:
+def probe(path: str | None, directories: list[str]) -> dict[str, Any]:
     """What this worker's node sees of the input and the staging directories: distributed
     mode needs every node to see the same file and the same (freshly made) directories,
     which a path on one node's own disk is not."""
-    try:
-        info = os.stat(path)
-        seen: list[int] | None = [info.st_size, info.st_mtime_ns]
-    except OSError:
-        seen = None
+    seen: list[int] | None = None
+    if path is not None:  # None: an SQL source, reached by its URL
+        try:
+            info = os.stat(path)
+            seen = [info.st_size, info.st_mtime_ns]
+        except OSError:
+            pass
     return {"input": seen, "directories": all(os.path.isdir(d) for d in directories)}

@@ -39,7 +39,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from flowschema_core import progress, range_io, storage
+from flowschema_core import progress, range_io, range_sql, range_work, storage
 from flowschema_core.dlq import timestamp
 from flowschema_core.error_groups import ErrorGroups
 from flowschema_core.errors import (
@@ -58,6 +58,7 @@ from flowschema_core.sinks.jsonl import JSONLSink
 from flowschema_core.sources.base import ReadProgress
 from flowschema_core.sources.csv import CSVSource
 from flowschema_core.sources.jsonl import JSONLSource
+from flowschema_core.sources.sql import SQLSource
 from flowschema_core.stopping import StopSignals
 from flowschema_core.timeline import Sampler
 from flowschema_core.worker import WorkerSpec
@@ -76,14 +77,20 @@ log = logging.getLogger("flowschema")
 def unsupported(pipeline: Pipeline) -> str | None:
     """Why ``pipeline`` cannot run in distributed mode, or None if it can."""
     source, sink, errors = pipeline.source, pipeline.sink, pipeline.errors
-    if type(source) not in (CSVSource, JSONLSource):
-        return f"the source is a {type(source).__name__}; distributed mode reads CSVSource and JSONLSource files"
-    path = source.path  # type: ignore[attr-defined]
+    if type(source) not in (CSVSource, JSONLSource, SQLSource):
+        return f"the source is a {type(source).__name__}; distributed mode reads CSVSource and JSONLSource files and keyed SQLSources"
+    if isinstance(source, SQLSource):
+        if source.key is None:
+            return f"{source.name} has no key=; distributed mode cuts an SQL source into ranges of a unique key column"
+        reachable = range_sql.for_workers(source)
+        if isinstance(reachable, str):
+            return reachable
     for where in (source, sink, errors):
         location = getattr(where, "path", "")
         if isinstance(location, str) and storage.is_remote(location):
             return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
-    if not os.path.isfile(path) or path.startswith("/dev/"):
+    path = getattr(source, "path", None)
+    if path is not None and (not os.path.isfile(path) or path.startswith("/dev/")):
         return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
     if type(sink) not in (JSONLSink, CSVSink):
         return f"the sink is a {type(sink).__name__}; distributed mode writes JSONLSink and CSVSink files"
@@ -209,14 +216,17 @@ class DistributedRun:
         # The actors' working directory is not the driver's: they get the absolute path
         # (the DLQ keeps naming the source as the user did).
         source = copy.copy(self.source)
-        source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
+        if isinstance(source, (CSVSource, JSONLSource)):
+            source.path = os.path.abspath(source.path)
+        elif isinstance(source, SQLSource):
+            source = range_sql.for_workers(source)  # type: ignore[assignment]  # unsupported() checked it is not a reason
         outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
         resuming = ck is not None and ck.saved is not None
         if ck is not None:
             self.staging = ck.staging(outputs, fresh=not resuming)
         else:
             self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
-        refused = self._probe(source.path)  # type: ignore[attr-defined]
+        refused = self._probe(getattr(source, "path", None))
         if resuming:
             assert ck is not None and ck.saved is not None
             if refused is not None:
@@ -225,10 +235,14 @@ class DistributedRun:
             desc, ranges = saved["desc"], saved["plan"]
             self.kept = ck.kept(self.staging)
         else:
-            desc = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
+            desc = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
+                    else {"refused": refused})
             refused = desc["refused"]
             ranges = []
-            if refused is None:
+            if refused is None and desc["kind"] == "sql":
+                # key ranges, planned by the describing actor (flowschema_core.range_sql); numbered as file ranges are
+                ranges = [{**unit, "index": i} for i, unit in enumerate(desc["units"])]
+            elif refused is None:
                 pieces = nominal_ranges(desc["data_start"], desc["size"], self.range_bytes)
                 scans = self._run_tasks([_Task("scan", (desc, start, end), end - start) for start, end in pieces])
                 plan = combine([RangeScan.from_dict(s) for s in scans], desc["data_start"], desc["size"], desc["lines0"],
@@ -286,13 +300,14 @@ class DistributedRun:
             raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
         self.report.workers = len(self.actors)
 
-    def _probe(self, path: str) -> str | None:
+    def _probe(self, path: str | None) -> str | None:
         """Why the actors cannot share files with the driver, or None: each must see the
-        input as the driver does and the staging directories the driver just made."""
-        info = os.stat(path)
+        input file (if any: an SQL source is reached by its URL) as the driver does and the
+        staging directories the driver just made."""
+        info = os.stat(path) if path is not None else None
         seen = self.ray.get([a.handle.probe.remote(path, list(self.staging.values())) for a in self.actors])
         for answer in seen:
-            if answer["input"] != [info.st_size, info.st_mtime_ns] or not answer["directories"]:
+            if (info is not None and answer["input"] != [info.st_size, info.st_mtime_ns]) or not answer["directories"]:
                 return ("the input or the output directories are not the same on every node (a path on one node's own disk?); "
                         "distributed mode needs a shared volume mounted at the same path on every node")
         return None
@@ -467,7 +482,7 @@ class DistributedRun:
                 assert out is not None, "a range of several records came back unsplittable"
                 return [process(half) for half in out]
             if out["seen"] != piece["records"] or out["seen"] != out["valid"] + out["invalid"] + out["filtered"]:
-                raise AccountingError(f"{self.source.name} bytes {piece['start']}-{piece['end']}: planned {piece['records']} records, "
+                raise AccountingError(f"{self.source.name} {range_work.where(desc, piece)}: planned {piece['records']} records, "
                                       f"came back as {out['seen']} = {out['valid']} valid + {out['invalid']} invalid + {out['filtered']} filtered")
             self._settled(out)
             settled[index].append(piece["start"])
@@ -531,12 +546,14 @@ class DistributedRun:
         budget) under the DLQ's final name: the refused records so far, in file order."""
         starts = sorted(start for i in range(self.prefix.ranges) for start in self.complete[i])
         parts = [self.outcomes[s]["dlq_part"] for s in starts if self.outcomes[s]["dlq_part"]]
-        mode = os.stat(self.source.path).st_mode & 0o777  # type: ignore[attr-defined]
+        assert self.plan_state is not None
+        desc = self.plan_state["desc"]
+        mode = os.stat(desc["path"]).st_mode & 0o777 if "path" in desc else None  # as _commit
         range_io.commit(self.errors.path, b"", self.staging["dlq"], parts, mode)  # type: ignore[attr-defined]
 
     def _commit(self, desc: dict[str, Any]) -> None:
         """The sink, then the DLQ, each whole under its final name or not at all."""
-        mode = os.stat(desc["path"]).st_mode & 0o777
+        mode = os.stat(desc["path"]).st_mode & 0o777 if "path" in desc else None  # outputs no more readable than an input file
         fields = list(self.pipeline.model.model_fields)
         outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
         # The CSV header is what the sink itself writes first (its own encoding of the names).
