@@ -70,6 +70,17 @@ class StopSignals:
                 signal.signal(signum, self._handle)
         return self
 
+    def reclaim(self) -> None:
+        """Install the handlers again where ``ray.init()`` (run by an executor starting
+        inside the run) has just put its own exit-only handler over them."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            current = signal.getsignal(signum)
+            if current != self._handle and _is_ray_default(current):
+                self._previous[signum] = current  # restored after the run: Ray keeps its own
+                signal.signal(signum, self._handle)
+
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.armed = False
         for signum, previous in self._previous.items():

@@ -3,7 +3,7 @@ session's Ray (``--address``), runs an items CSV to JSONL + DLQ in distributed m
 the report as JSON. Once its actors run, it writes their PIDs to ``--pids`` (the tests
 wait for them to be gone).
 
-    python -m tests.ray.distributed_driver IN.csv OUT_DIR --address GCS [--checkpoint DIR] [--slow S]
+    python -m tests.ray.distributed_driver IN.csv OUT_DIR --address GCS [--checkpoint DIR] [--slow S] [--single-driver]
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ def main() -> None:
     parser.add_argument("--checkpoint")
     parser.add_argument("--slow", type=float, default=0.0)
     parser.add_argument("--pids", required=True)
+    parser.add_argument("--single-driver", action="store_true", help="distributed=False (its Ray starts inside the run)")
     args = parser.parse_args()
-    executor = RayExecutor(address=args.address, num_actors=2, distributed=True, range_bytes="2KiB")
+    executor = RayExecutor(address=args.address, num_actors=2, distributed=not args.single_driver, range_bytes="2KiB")
 
     def write_pids(snapshot: object) -> None:
         pids = executor.worker_pids()
@@ -38,7 +39,7 @@ def main() -> None:
     pipeline = fs.Pipeline(fs.CSVSource(args.source), Item, fs.JSONLSink(os.path.join(args.out, "out.jsonl")),
                            fs.JSONLSink(os.path.join(args.out, "out.errors.jsonl")), executor=executor, hooks=[Slow(args.slow)],
                            checkpoint=args.checkpoint, checkpoint_interval=0, progress=write_pids, sample_interval=0.05,
-                           run_id="driver")
+                           run_id="driver", chunk_bytes="2KiB")
     print(json.dumps(pipeline.run().to_dict()), flush=True)
 
 
