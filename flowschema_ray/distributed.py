@@ -26,6 +26,12 @@ the attempt whose counts came back are committed, so nothing is lost or written 
 A range that kills ``max_attempts`` actors is halved (by an actor, at record boundaries)
 until the record responsible stands alone; that record goes to the DLQ with stage
 ``worker``, as in the single-driver mode.
+
+The single-driver mode's other guarantees hold here too: SIGTERM/SIGINT stop the run
+cleanly (:mod:`flowschema_core.stopping`); ``max_invalid`` is judged on the settled prefix
+of ranges, whose counts are exact (:meth:`DistributedRun._advance_prefix`); a checkpoint
+records settled ranges and a resume redoes only the others (:mod:`.distributed_checkpoint`);
+``record_timeout`` marks a stuck record in its range (:mod:`.distributed_watch`).
 """
 
 from __future__ import annotations
