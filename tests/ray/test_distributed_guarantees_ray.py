@@ -136,7 +136,7 @@ def _resume(messy, out, checkpoint):
     executor = RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB")
     sink, errors = out / "out.jsonl", out / "out.errors.jsonl"
     pipeline = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(sink), fs.JSONLSink(errors), executor=executor, hooks=[Slow(0)],
-                           checkpoint=checkpoint)
+                           checkpoint=checkpoint, chunk_bytes="2KiB")  # as the driver's: the fingerprint has it
     report = pipeline.run()
     return report, sink.read_bytes(), dlq_without_run_fields(errors)
 
@@ -160,7 +160,7 @@ def test_a_stop_signal_keeps_a_checkpointed_runs_parts_for_the_resume(ray_sessio
     assert len(_parts(out)) >= 2  # kept in the stable staging directories
     saved = _ranges_done(checkpoint / "state.json")
     single = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(out / "out.jsonl"), fs.JSONLSink(out / "out.errors.jsonl"),
-                         executor="inline", hooks=[Slow(0)], checkpoint=checkpoint)
+                         executor="inline", hooks=[Slow(0)], checkpoint=checkpoint, chunk_bytes="2KiB")
     with pytest.raises(fs.CheckpointError, match="differs in: mode"):  # ranges cannot be resumed as chunks
         single.run()
     resumed, data, dlq = _resume(messy, out, checkpoint)
@@ -206,5 +206,6 @@ def test_a_killed_driver_resumes_by_committed_ranges(ray_session, messy, inline_
     with open(state_file) as f:
         assert json.load(f)["phase"] == "done"
     again = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(sink), fs.JSONLSink(errors),
-                        executor=RayExecutor(num_actors=2, distributed=True), hooks=[Slow(0)], checkpoint=checkpoint).run()
+                        executor=RayExecutor(num_actors=2, distributed=True), hooks=[Slow(0)], checkpoint=checkpoint,
+                        chunk_bytes="2KiB").run()
     assert again.rows_read == report.rows_read and sink.read_bytes() == ref_out  # a done checkpoint: nothing runs again
