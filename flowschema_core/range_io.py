@@ -55,6 +55,14 @@ def write_part(staging: str, name: str, data: bytes) -> str:
     return name
 
 
+def part_size(staging: str, name: str) -> int | None:
+    """The size of part ``name`` in ``staging``, or None if it is not there."""
+    try:
+        return os.path.getsize(os.path.join(staging, name))
+    except OSError:
+        return None
+
+
 def commit(final_path: str, head: bytes, staging: str, parts: Sequence[str], mode_limit: int | None) -> None:
     """``head`` + the parts in order, under ``final_path``, atomically (see the module docstring)."""
     final_path = os.path.abspath(final_path)

@@ -97,7 +97,19 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
     chunk = read_chunk(desc, piece)
     batch = Batch()
-    kind_of(chunk).parse(chunk, processor, batch)
+    # record_timeout: the beacon says which record this call is on (the driver counts the
+    # calls, see flowschema_ray.distributed_watch); "stuck" marks records that outlived the
+    # timeout in an earlier attempt: they go to the DLQ without running.
+    beacon = processor.beacon
+    if beacon is not None:
+        beacon.next_chunk()
+    processor.stuck = {int(i): mark for i, mark in piece["stuck"].items()} if piece.get("stuck") else None
+    try:
+        kind_of(chunk).parse(chunk, processor, batch)
+    finally:
+        processor.stuck = None
+        if beacon is not None:
+            beacon.between_records()
     result = batch.result(processor.output_form, processor.fields)
     errors = result["errors"]
     if batch.seen != piece["records"] or batch.seen != result["valid"] + len(errors) + result["filtered"]:
@@ -105,12 +117,14 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
                               f"{batch.seen} = {result['valid']} valid + {len(errors)} invalid + {result['filtered']} filtered")
     name = f"{piece['start']:016d}-{attempt}.part"
     out: dict[str, Any] = {"start": piece["start"], "seen": batch.seen, "valid": result["valid"], "invalid": len(errors),
-                           "filtered": result["filtered"], "sink_part": None, "dlq_part": None}
+                           "filtered": result["filtered"], "sink_part": None, "dlq_part": None, "sink_size": 0, "dlq_size": 0}
     if result["data"]:
         out["sink_part"] = range_io.write_part(staging["sink"], name, result["data"])
+        out["sink_size"] = len(result["data"])  # a resume checks a part by its size (distributed_checkpoint)
     if errors:
         lines = dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
         out["dlq_part"] = range_io.write_part(staging["dlq"], name, lines)
+        out["dlq_size"] = len(lines)
     reasons = Counter(tuple(e["reason"]) for e in errors)
     out["reasons"] = [[*reason, count] for reason, count in reasons.items()]
     return out
@@ -151,7 +165,7 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     if desc["kind"] == "sql":
         from . import range_sql
 
-        return range_sql.split(desc, piece)
+        return _stuck_per_half(piece, range_sql.split(desc, piece))
     data = range_io.read_range(desc["path"], piece["start"], piece["end"])
     shape = layout(desc)
     quote = bytes([shape.quote]) if shape.quote is not None else None
@@ -163,7 +177,19 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     left = {**piece, "end": left_end, "records": left_records}
     right = {**piece, "start": left_end, "first_record": piece["first_record"] + left_records,
              "records": piece["records"] - left_records, "line0": piece["line0"] + data.count(b"\n", 0, cut)}
-    return [left, right]
+    return _stuck_per_half(piece, [left, right])
+
+
+def _stuck_per_half(piece: dict[str, Any], halves: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """The halves with the records ``piece`` marks as stuck (record_timeout) renumbered
+    within each: the marks are record indexes in the range."""
+    stuck = {int(i): mark for i, mark in (piece.get("stuck") or {}).items()}
+    if halves is None or not stuck:
+        return halves
+    left, right = halves
+    cut = left["records"]
+    return [{**left, "stuck": {i: m for i, m in stuck.items() if i < cut}},
+            {**right, "stuck": {i - cut: m for i, m in stuck.items() if i >= cut}}]
 
 
 def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
@@ -175,7 +201,7 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
     lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
     name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)
     return {"start": piece["start"], "seen": 1, "valid": 0, "invalid": 1, "filtered": 0, "sink_part": None, "dlq_part": name,
-            "reasons": [[*error["reason"], 1]]}
+            "sink_size": 0, "dlq_size": len(lines), "reasons": [[*error["reason"], 1]]}
 
 
 def probe(path: str | None, directories: list[str]) -> dict[str, Any]:

@@ -50,6 +50,9 @@ class RunReport:
     stop_signal: str = ""  # "SIGTERM" or "SIGINT" when a signal stopped the run
     checkpoint: str = ""
     resumed_from_record: int = 0
+    #: Ray's distributed mode: ranges a resumed run took from its checkpoint (their parts
+    #: were committed to staging by the run that was stopped) instead of processing again.
+    ranges_from_checkpoint: int = 0
     started_at: str = ""
     notes: list[str] = field(default_factory=list)  # what the source noticed and handled
     timeline: list[Sample] = field(default_factory=list)

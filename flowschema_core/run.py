@@ -144,6 +144,7 @@ class Run:
                 context = self.context
                 self.executor.start(WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout,
                                                context=context))
+                signals.reclaim()  # a Ray started just now replaced the SIGTERM handler with its own
                 report.workers = self.executor.stats.workers
                 # Each worker holds a copy of the context for the whole run: it counts
                 # against the budget (the source kept it under half of it).

@@ -14,7 +14,8 @@ disposition is restored and the signal re-sent, so the process ends at once (exi
 for SIGTERM) and the next run of the same sink removes what it left.
 
 Handlers are installed only from the main thread, and only over the default ones: a
-program with its own SIGTERM or SIGINT handler keeps it.
+program with its own SIGTERM or SIGINT handler keeps it. ``ray.init()`` installs one of
+its own in the driver (it only exits, with status 15); that one counts as a default.
 """
 
 from __future__ import annotations
@@ -64,10 +65,21 @@ class StopSignals:
             return self  # signals are delivered to the main thread only
         for signum in STOP_SIGNALS:
             current = signal.getsignal(signum)
-            if current in (signal.SIG_DFL, signal.default_int_handler):
+            if current in (signal.SIG_DFL, signal.default_int_handler) or _is_ray_default(current):
                 self._previous[signum] = current
                 signal.signal(signum, self._handle)
         return self
+
+    def reclaim(self) -> None:
+        """Install the handlers again where ``ray.init()`` (run by an executor starting
+        inside the run) has just put its own exit-only handler over them."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in STOP_SIGNALS:
+            current = signal.getsignal(signum)
+            if current != self._handle and _is_ray_default(current):
+                self._previous[signum] = current  # restored after the run: Ray keeps its own
+                signal.signal(signum, self._handle)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.armed = False
@@ -85,3 +97,10 @@ class StopSignals:
         if self.armed:
             self.armed = False
             raise StopRequested(signum)
+
+
+def _is_ray_default(handler: Any) -> bool:
+    """Whether ``handler`` is the SIGTERM handler ``ray.init()`` installs in a driver
+    (``sys.exit(signum)``: no cleanup of its own, so a run may take the signal over)."""
+    return getattr(handler, "__module__", None) == "ray._private.worker" and \
+        getattr(handler, "__qualname__", "") == "init.<locals>.sigterm_handler"

@@ -26,6 +26,12 @@ the attempt whose counts came back are committed, so nothing is lost or written 
 A range that kills ``max_attempts`` actors is halved (by an actor, at record boundaries)
 until the record responsible stands alone; that record goes to the DLQ with stage
 ``worker``, as in the single-driver mode.
+
+The single-driver mode's other guarantees hold here too: SIGTERM/SIGINT stop the run
+cleanly (:mod:`flowschema_core.stopping`); ``max_invalid`` is judged on the settled prefix
+of ranges, whose counts are exact (:meth:`DistributedRun._advance_prefix`); a checkpoint
+records settled ranges and a resume redoes only the others (:mod:`.distributed_checkpoint`);
+``record_timeout`` marks a stuck record in its range (:mod:`.distributed_watch`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import collections
 import copy
 import logging
 import os
+import signal
 import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -45,6 +52,7 @@ from flowschema_core.errors import (
     AccountingError,
     ConfigError,
     FlowSchemaError,
+    InvalidRecordsError,
     WorkerCrashedError,
     WorkerPoolError,
 )
@@ -57,8 +65,12 @@ from flowschema_core.sources.base import ReadProgress
 from flowschema_core.sources.csv import CSVSource
 from flowschema_core.sources.jsonl import JSONLSource
 from flowschema_core.sources.sql import SQLSource
+from flowschema_core.stopping import StopSignals
 from flowschema_core.timeline import Sampler
 from flowschema_core.worker import WorkerSpec
+
+from .distributed_checkpoint import RangeCheckpoint
+from .distributed_watch import RangeWatch
 
 if TYPE_CHECKING:
     from flowschema_core.pipeline import Pipeline
@@ -92,10 +104,6 @@ def unsupported(pipeline: Pipeline) -> str | None:
         return "the CSVSink has a delimiter other than ',' (not supported in distributed mode yet)"
     if type(errors) is not JSONLSink:
         return f"the DLQ is a {type(errors).__name__}; distributed mode writes the DLQ as a JSONLSink file"
-    for given, name in ((pipeline.checkpoint, "checkpoint="), (pipeline.error_budget, "max_invalid="),
-                        (pipeline.record_timeout, "record_timeout=")):
-        if given:
-            return f"{name} is not supported in distributed mode yet"
     return None
 
 
@@ -114,70 +122,161 @@ class DistributedRun:
         self.error_groups = ErrorGroups()
         self.actors: list[_RangeActor] = []
         self.staging: dict[str, str] = {}
+        self.outcomes: dict[int, dict[str, Any]] = {}  # settled pieces of ranges by start offset: counts, reasons, parts
+        self.complete: dict[int, list[int]] = {}  # ranges whose pieces all settled: index -> their pieces' starts
+        self.prefix = _Prefix()
+        self.plan_state: dict[str, Any] | None = None  # the input's description and the plan, once made
+        store = pipeline.checkpoint
+        self.checkpoint = RangeCheckpoint(pipeline, store) if store is not None else None
+        saved = self.checkpoint.saved if self.checkpoint is not None else None
+        # DLQ records of a resumed run keep the first run's id, as in the single-driver mode.
+        self.run_id = saved["run_id"] if saved is not None and not self.checkpoint.of_single_driver else pipeline.run_id  # type: ignore[union-attr]
+        self.kept: dict[int, list[dict[str, Any]]] = {}  # a resume: ranges whose parts the checkpoint holds
+        self.watch = RangeWatch(pipeline.record_timeout) if pipeline.record_timeout else None
         self.report = RunReport(
-            run_id=pipeline.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
+            run_id=self.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight, started_at=timestamp(),
+            checkpoint=store.directory if store is not None else "",
         )
 
     # ------------------------------------------------------------------------------
     def execute(self) -> RunReport | None:
-        ray = self.executor.connect_ray()
-        self.ray = ray
-        report = self.report
+        ck = self.checkpoint
+        if ck is not None and ck.of_single_driver:
+            if self.explicit:
+                ck.check()  # raises: it names the mode among the differences
+            log.info("checkpoint %s was written by a single-driver run; resuming it in that mode", ck.store.directory)
+            return None
+        if ck is not None and ck.saved is not None:
+            ck.check()
+            if ck.saved["phase"] == "done":
+                outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
+                for directory in ck.staging_names(outputs).values():  # left if the run was killed just after marking it done
+                    remove_path(directory)
+                return RunReport(**ck.saved["report"])
+        # Connected first: ray.init installs its own (C++) SIGTERM handler, which would
+        # replace the run's if it came after.
+        self.ray = self.executor.connect_ray()
+        with StopSignals() as signals:
+            report = self._execute(signals)
+        if report is not None and signals.received is not None and not report.interrupted:
+            # It came while the outputs were being committed: they are in place; now stop
+            # as the signal asks (the program's own handler is back in place).
+            log.warning("%s arrived while the run was finishing; the run completed, stopping now", signals.name)
+            signal.raise_signal(signals.received)
+        return report
+
+    def _execute(self, signals: StopSignals) -> RunReport | None:
+        report, ck = self.report, self.checkpoint
         # The progress line reads report, ledger, source.read_progress and executor.stats, as of a Run.
         watch = progress.watcher(self, self.pipeline.progress, every=self.pipeline.sample_interval)  # type: ignore[arg-type]
         sampler = Sampler(self.pipeline.sample_interval, lambda: self.ledger.in_flight, lambda: report.rows_read, watch=watch)
         started = time.perf_counter()
         sampler.start()
-        fallback = False
+        fallback = done = False
         try:
-            self._start_actors()
-            # The actors' working directory is not the driver's: they get the absolute path
-            # (the DLQ keeps naming the source as the user did).
-            source = copy.copy(self.source)
-            if isinstance(source, (CSVSource, JSONLSource)):
-                source.path = os.path.abspath(source.path)
-            elif isinstance(source, SQLSource):
-                source = range_sql.for_workers(source)  # type: ignore[assignment]  # unsupported() checked it is not a reason
-            outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
-            self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
-            refused = self._probe(getattr(source, "path", None))
-            desc: dict[str, Any] = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
-                                    else {"refused": refused})
-            refused = desc["refused"]
-            units: list[dict[str, Any]] = []
-            if refused is None and desc["kind"] == "sql":
-                units = desc["units"]  # key ranges, planned by the describing actor (flowschema_core.range_sql)
-            elif refused is None:
-                pieces = nominal_ranges(desc["data_start"], desc["size"], self.range_bytes)
-                scans = self._run_tasks([_Task("scan", (desc, start, end), end - start) for start, end in pieces])
-                plan = combine([RangeScan.from_dict(s) for s in scans], desc["data_start"], desc["size"], desc["lines0"],
-                               desc["max_record_bytes"])
-                refused = plan.refused
-                units = [asdict(r) for r in plan.ranges]
-            if refused is not None:
-                if self.explicit:
-                    raise ConfigError(f"distributed=True cannot cut {self.source.name} into ranges: {refused}; "
-                                      "use distributed='auto', which runs such a file in the single-driver mode")
-                log.info("distributed mode: %s; running in the single-driver mode", refused)
-                fallback = True  # the executor stays connected: the single-driver run starts it
-                return None
-            self.source.read_progress = ReadProgress(desc["size"] - desc["data_start"])  # bytes of records handed to actors
-            report.notes = [*desc["notes"], f"distributed mode: {len(units)} ranges on {len(self.actors)} Ray actors"]
-            self._process(desc, units)
+            with signals.interruptible():  # after it, committing: a signal is only recorded
+                plan = self._plan()
+                if plan is None:
+                    fallback = True  # the executor stays connected: the single-driver run starts it
+                    return None
+                desc, ranges = plan
+                self._process(desc, ranges)
+            if ck is not None:
+                ck.save("finalizing", self.run_id, report, self._ranges_state())
             self._commit(desc)
+            if ck is not None:
+                ck.finish(self.run_id, report)
+            done = True
         except KeyboardInterrupt:
-            report.interrupted, report.stop_signal = True, "SIGINT"
-            log.warning("SIGINT: stopping the run")
+            report.interrupted, report.stop_signal = True, signals.name or "SIGINT"
+            log.warning("%s: stopping the run", report.stop_signal)
+        except InvalidRecordsError:
+            if ck is None:  # as the single-driver mode: the DLQ so far goes under its final name
+                self._commit_dlq_prefix()
+            raise
         finally:
-            for directory in self.staging.values():
-                remove_path(directory)
+            # A checkpointed run keeps its parts and records its settled ranges for the resume.
+            keep = ck is not None and not done and self.plan_state is not None
+            if keep:
+                assert ck is not None
+                try:
+                    ck.save("running", self.run_id, report, self._ranges_state())
+                except Exception as exc:  # noqa: BLE001 - the state of the last save still holds
+                    log.warning("could not save the checkpoint on the way out: %s", exc)
+            else:
+                for directory in self.staging.values():
+                    remove_path(directory)
             self._stop_actors()
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)
             if not fallback:
                 self.executor.shutdown(wait=False)  # as after a single-driver run: a new run needs a new executor
         return report
+
+    def _plan(self) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """Start the actors and plan the exact ranges (or load the checkpoint's plan);
+        None when the mode is only ``"auto"`` and the input cannot be cut."""
+        report, ck = self.report, self.checkpoint
+        self._start_actors()
+        # The actors' working directory is not the driver's: they get the absolute path
+        # (the DLQ keeps naming the source as the user did).
+        source = copy.copy(self.source)
+        if isinstance(source, (CSVSource, JSONLSource)):
+            source.path = os.path.abspath(source.path)
+        elif isinstance(source, SQLSource):
+            source = range_sql.for_workers(source)  # type: ignore[assignment]  # unsupported() checked it is not a reason
+        outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
+        resuming = ck is not None and ck.saved is not None
+        if ck is not None:
+            self.staging = ck.staging(outputs, fresh=not resuming)
+        else:
+            self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
+        refused = self._probe(getattr(source, "path", None))
+        if resuming:
+            assert ck is not None and ck.saved is not None
+            if refused is not None:
+                raise ConfigError(f"cannot resume checkpoint {ck.store.directory} in distributed mode: {refused}")
+            saved = ck.saved["ranges"]
+            desc, ranges = saved["desc"], saved["plan"]
+            self.kept = ck.kept(self.staging)
+        else:
+            desc = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
+                    else {"refused": refused})
+            refused = desc["refused"]
+            ranges = []
+            if refused is None and desc["kind"] == "sql":
+                # key ranges, planned by the describing actor (flowschema_core.range_sql); numbered as file ranges are
+                ranges = [{**unit, "index": i} for i, unit in enumerate(desc["units"])]
+            elif refused is None:
+                pieces = nominal_ranges(desc["data_start"], desc["size"], self.range_bytes)
+                scans = self._run_tasks([_Task("scan", (desc, start, end), end - start) for start, end in pieces])
+                plan = combine([RangeScan.from_dict(s) for s in scans], desc["data_start"], desc["size"], desc["lines0"],
+                               desc["max_record_bytes"])
+                refused = plan.refused
+                ranges = [asdict(r) for r in plan.ranges]
+            if refused is not None:
+                if self.explicit:
+                    raise ConfigError(f"distributed=True cannot cut {self.source.name} into ranges: {refused}; "
+                                      "use distributed='auto', which runs such a file in the single-driver mode")
+                log.info("distributed mode: %s; running in the single-driver mode", refused)
+                return None
+        self.plan_state = {"desc": desc, "plan": ranges}
+        if ck is not None and not resuming:
+            ck.save("running", self.run_id, report, self._ranges_state())  # the plan, before any part
+        self.source.read_progress = ReadProgress(desc["size"] - desc["data_start"])  # bytes of records handed to actors
+        report.notes = [*desc["notes"], f"distributed mode: {len(ranges)} ranges on {len(self.actors)} Ray actors"]
+        if self.kept:
+            report.ranges_from_checkpoint = len(self.kept)
+            report.notes.append(f"resumed from checkpoint {self.checkpoint.store.directory if self.checkpoint else ''}: "
+                                f"{len(self.kept)} of {len(ranges)} ranges kept, {len(ranges) - len(self.kept)} processed")
+        return desc, ranges
+
+    def _ranges_state(self) -> dict[str, Any]:
+        """The checkpoint's record of the ranges: the plan and the settled ranges' outcomes."""
+        assert self.plan_state is not None
+        done = {str(i): [self.outcomes[start] for start in starts] for i, starts in self.complete.items()}
+        return {**self.plan_state, "done": done}
 
     # -- actors --------------------------------------------------------------------
     def _start_actors(self) -> None:
@@ -186,13 +285,15 @@ class DistributedRun:
         from .executor import _user_paths
         from .range_actor import RangeActor
 
-        spec = WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form)
+        spec = WorkerSpec(self.pipeline.model, self.pipeline.hooks, self.sink.output_form, self.pipeline.record_timeout)
         try:
             spec_blob = cloudpickle.dumps(spec)
         except Exception as exc:
             raise ConfigError(f"the model or a hook cannot be sent to Ray actors: {exc}") from exc
         executor = self.executor
-        self.actor_cls = self.ray.remote(RangeActor).options(max_restarts=0, max_task_retries=0, **executor.actor_options)
+        # record_timeout: where() answers in a thread of its own while a range runs.
+        remote = self.ray.remote(RangeActor) if self.watch is None else self.ray.remote(concurrency_groups={"watch": 1})(RangeActor)
+        self.actor_cls = remote.options(max_restarts=0, max_task_retries=0, **executor.actor_options)
         self.spec_ref, self.sys_path = self.ray.put(spec_blob), _user_paths()
         self.actors = [self._new_actor() for _ in range(executor.num_actors)]
         executor.distributed_run = self  # worker_pids() lists these actors (fault-injection tests)
@@ -231,6 +332,8 @@ class DistributedRun:
 
     def _replace(self, dead: _RangeActor) -> None:
         self.actors.remove(dead)
+        if self.watch is not None:
+            self.watch.forget(dead)
         self.report.worker_restarts = self.executor.stats.restarts = self.report.worker_restarts + 1
         if self.report.worker_restarts > self.executor.max_restarts:
             raise WorkerPoolError(f"{self.report.worker_restarts} Ray actors died; giving up (max_restarts={self.executor.max_restarts})")
@@ -262,15 +365,22 @@ class DistributedRun:
                 ref = getattr(actor.handle, task.method).remote(*args)
                 if task.method == "process_range":
                     self._handed_out(task.cost)
+                    if self.watch is not None:
+                        self.watch.sent(actor, ref)
                 actor.calls.append(ref)
                 actor.exclusive = task.alone
                 inflight[ref] = (task, actor)
             if not inflight:
                 ray.wait([a.booted for a in self.actors], num_returns=1, timeout=1.0)  # a replacement is starting
                 continue
-            ready, _ = ray.wait(list(inflight), num_returns=1)
+            # With a timeout: a stop signal's handler runs between two waits.
+            ready, _ = ray.wait(list(inflight), num_returns=1, timeout=0.5 if self.watch is None else self.watch.every)
+            if self.watch is not None:
+                self._stop_stuck(inflight)
             for ref in ready:
                 task, actor = inflight.pop(ref)
+                if self.watch is not None:
+                    self.watch.answered(actor, ref)
                 more: list[_Task] = []
                 try:
                     result = ray.get(ref)
@@ -316,6 +426,9 @@ class DistributedRun:
         if actor in self.actors:
             log.warning("a Ray actor died (%s); replacing it and redoing its ranges", type(exc).__name__)
             self._replace(actor)
+        if task.timed_out:  # the watchdog stopped it on a record it marked: redo, uncharged
+            task.timed_out = False
+            return [task]
         if charged is None:  # it held several: which one killed it is not known; each runs alone next
             task.alone = True
             self.report.retries += 1
@@ -330,29 +443,60 @@ class DistributedRun:
             raise WorkerCrashedError(f"{self.source.name}: {task.method} killed {task.attempts} Ray actors") from exc
         return list(on_crash(task, exc))
 
+    def _stop_stuck(self, inflight: dict[Any, tuple[_Task, _RangeActor]]) -> None:
+        """record_timeout (:mod:`.distributed_watch`): stop each actor whose record outlived
+        the timeout; the range goes again with that record marked for the DLQ."""
+        assert self.watch is not None
+        for actor, ref, index in self.watch.check(self.actors):
+            if ref is not None and ref in inflight and index is not None:
+                task = inflight[ref][0]
+                assert task.piece is not None
+                piece = {**task.piece, "stuck": {**(task.piece.get("stuck") or {}), index: ["record_timeout", self.watch.reason()]}}
+                task.piece, task.args = piece, (task.args[0], piece, *task.args[2:])
+                task.timed_out = True
+                actor.charge(ref)  # the calls queued behind it were not at fault
+                self.report.record_timeouts += 1
+            try:
+                self.ray.kill(actor.handle, no_restart=True)
+            except Exception:  # noqa: BLE001 - already dead: its calls say so
+                pass
+
     # -- the ranges ----------------------------------------------------------------
     def _process(self, desc: dict[str, Any], ranges: list[dict[str, Any]]) -> None:
-        report = self.report
-        self.outcomes: dict[int, dict[str, Any]] = {}
-        run_id = self.pipeline.run_id
+        report, ck = self.report, self.checkpoint
+        run_id = self.run_id
+        open_pieces = [0] * len(ranges)  # pieces of each range not settled yet (a range halved after crashes has several)
+        settled: dict[int, list[int]] = collections.defaultdict(list)  # starts of the settled pieces, by range
+
+        for index, outcomes in sorted(self.kept.items()):  # a resume: these ranges' parts are in staging already
+            for out in outcomes:
+                self._settled(out)
+            self.complete[index] = [out["start"] for out in outcomes]
+            self._handed_out(ranges[index]["end"] - ranges[index]["start"])
+        self._advance_prefix()
 
         def process(piece: dict[str, Any]) -> _Task:
+            open_pieces[piece["index"]] += 1
             return _Task("process_range", (desc, piece, self.staging, run_id), piece["end"] - piece["start"], piece)
 
         def settle(task: _Task, out: Any) -> list[_Task]:
             piece = task.piece
             assert piece is not None
+            index = piece["index"]
+            open_pieces[index] -= 1
             if task.method == "split_range":
                 assert out is not None, "a range of several records came back unsplittable"
                 return [process(half) for half in out]
             if out["seen"] != piece["records"] or out["seen"] != out["valid"] + out["invalid"] + out["filtered"]:
                 raise AccountingError(f"{self.source.name} {range_work.where(desc, piece)}: planned {piece['records']} records, "
                                       f"came back as {out['seen']} = {out['valid']} valid + {out['invalid']} invalid + {out['filtered']} filtered")
-            self.outcomes[piece["start"]] = out
-            report.rows_read += out["seen"]
-            report.rows_valid += out["valid"]
-            report.rows_invalid += out["invalid"]
-            report.rows_filtered += out["filtered"]
+            self._settled(out)
+            settled[index].append(piece["start"])
+            if open_pieces[index] == 0:  # the whole range is in its parts
+                self.complete[index] = sorted(settled.pop(index))
+                self._advance_prefix()
+                if ck is not None and ck.due():
+                    ck.save("running", self.run_id, report, self._ranges_state())
             return []
 
         def crashed(task: _Task, exc: BaseException) -> list[_Task]:
@@ -368,7 +512,7 @@ class DistributedRun:
             return [_Task("isolate", (desc, piece, self.staging, run_id, reason), task.cost, piece, alone=False)]
 
         report.chunks = len(ranges)
-        self._run_tasks([process(r) for r in ranges], settle, crashed)
+        self._run_tasks([process(r) for r in ranges if r["index"] not in self.kept], settle, crashed)
         for start in sorted(self.outcomes):  # in file order, as the single-driver mode counts them
             for stage, kind, field, count in self.outcomes[start]["reasons"]:
                 report.invalid_by_stage[stage] = report.invalid_by_stage.get(stage, 0) + count
@@ -376,6 +520,42 @@ class DistributedRun:
         if not report.balanced:
             raise AccountingError(f"read {report.rows_read} != valid {report.rows_valid} + invalid {report.rows_invalid} + "
                                   f"filtered {report.rows_filtered}")
+
+    def _settled(self, out: dict[str, Any]) -> None:
+        """Count a settled piece of a range (its parts are written)."""
+        report = self.report
+        self.outcomes[out["start"]] = out
+        report.rows_read += out["seen"]
+        report.rows_valid += out["valid"]
+        report.rows_invalid += out["invalid"]
+        report.rows_filtered += out["filtered"]
+
+    def _advance_prefix(self) -> None:
+        """Extend the settled prefix (the ranges settled from the first on, in file order)
+        one range at a time, judging the error budget on its exact counts after each, as
+        the single-driver mode judges it after each chunk written in order. Ranges settle
+        out of order, so only the prefix has counts a single-driver run could have seen."""
+        budget, prefix = self.pipeline.error_budget, self.prefix
+        while prefix.ranges in self.complete:
+            for start in self.complete[prefix.ranges]:
+                out = self.outcomes[start]
+                prefix.read += out["seen"]
+                prefix.invalid += out["invalid"]
+                for stage, kind, field, count in out["reasons"]:
+                    prefix.reasons[(stage, kind, field)] += count
+            prefix.ranges += 1
+            if budget is not None:
+                budget.check(prefix.read, prefix.invalid, prefix.reasons, self.source.name, self.errors.name)
+
+    def _commit_dlq_prefix(self) -> None:
+        """The DLQ parts of the settled prefix (up to the range that broke the error
+        budget) under the DLQ's final name: the refused records so far, in file order."""
+        starts = sorted(start for i in range(self.prefix.ranges) for start in self.complete[i])
+        parts = [self.outcomes[s]["dlq_part"] for s in starts if self.outcomes[s]["dlq_part"]]
+        assert self.plan_state is not None
+        desc = self.plan_state["desc"]
+        mode = os.stat(desc["path"]).st_mode & 0o777 if "path" in desc else None  # as _commit
+        range_io.commit(self.errors.path, b"", self.staging["dlq"], parts, mode)  # type: ignore[attr-defined]
 
     def _commit(self, desc: dict[str, Any]) -> None:
         """The sink, then the DLQ, each whole under its final name or not at all."""
@@ -399,6 +579,14 @@ class DistributedRun:
         report.bytes_through_driver = 0  # descriptors, counts and part names only
 
 
+class _Prefix:
+    """The ranges settled from the first on, in file order, and their counts."""
+
+    def __init__(self) -> None:
+        self.ranges = self.read = self.invalid = 0
+        self.reasons: collections.Counter[tuple[str, str, str]] = collections.Counter()
+
+
 class _Task:
     """One call to make on some actor: ``method(*args)``, ``cost`` bytes of the budget."""
 
@@ -407,6 +595,7 @@ class _Task:
         self.attempts = 0
         self.alone = alone  # run with no other call on its actor (it was on one that died)
         self.waited = False  # held back by the byte budget at least once (counted as one wait)
+        self.timed_out = False  # its actor was stopped by record_timeout (a record of it is marked)
         self.result: Any = None
 
 
@@ -431,6 +620,10 @@ class _RangeActor:
                 except Exception:  # noqa: BLE001 - it died starting: its calls will say so
                     pass
         return self._ready
+
+    def charge(self, ref: Any) -> None:
+        """Charge the coming death to ``ref`` (the watchdog kills the actor for it)."""
+        self._charged = ref
 
     def died(self, ref: Any) -> Any:
         """Record that ``ref`` failed because this actor died; return the call charged
