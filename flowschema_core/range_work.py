@@ -22,7 +22,7 @@ import os
 from collections import Counter
 from typing import Any
 
-from . import range_io
+from . import range_io, range_parquet
 from .dlq import dlq_lines, timestamp, worker_crash
 from .errors import AccountingError
 from .kinds import csv as csv_kind
@@ -32,15 +32,19 @@ from .ranges import Layout, RangeScan, scan_range
 from .sources import compression
 from .sources.csv import CSVSource
 from .sources.jsonl import JSONLSource
+from .sources.parquet import ParquetSource
 from .worker import Batch, ChunkProcessor
 
 #: What a worker needs to know of the input: JSON-safe, travels with every call.
 InputDescription = dict[str, Any]
 
 
-def describe(source: CSVSource | JSONLSource) -> InputDescription:
+def describe(source: CSVSource | JSONLSource | ParquetSource) -> InputDescription:
     """Where the records of ``source``'s file start, with what the reader learnt before
-    them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges."""
+    them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges.
+    Parquet: its footers (:mod:`flowschema_core.range_parquet`)."""
+    if isinstance(source, ParquetSource):
+        return range_parquet.describe(source)
     path = os.path.abspath(source.path)
     size = range_io.file_size(path)
     desc: InputDescription = {"path": path, "name": source.name, "size": size, "refused": None, "notes": [],
@@ -88,11 +92,14 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts and the
     part names. Parts are named by the range's start offset, so they sort in file order,
     and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-    chunk = _chunk(desc, data, piece["line0"])
-    del data
     batch = Batch()
-    kind_of(chunk).parse(chunk, processor, batch)
+    if desc["kind"] == "parquet":
+        range_parquet.records(processor, desc, piece, batch)
+    else:
+        data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+        chunk = _chunk(desc, data, piece["line0"])
+        del data
+        kind_of(chunk).parse(chunk, processor, batch)
     result = batch.result(processor.output_form, processor.fields)
     errors = result["errors"]
     if batch.seen != piece["records"] or batch.seen != result["valid"] + len(errors) + result["filtered"]:
@@ -125,6 +132,8 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     from . import blocks
     from .ranges import combine
 
+    if desc["kind"] == "parquet":
+        return range_parquet.split(piece)
     data = range_io.read_range(desc["path"], piece["start"], piece["end"])
     shape = layout(desc)
     quote = bytes([shape.quote]) if shape.quote is not None else None
@@ -142,9 +151,12 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
 def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
     """The outcome of a one-record range that killed its worker every time: its DLQ line
     (stage ``worker``, as the single-driver mode writes it), without processing it."""
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-    chunk = _chunk(desc, data, piece["line0"])
-    line, raw, raw_text = kind_of(chunk).describe_single(chunk)
+    if desc["kind"] == "parquet":
+        line, raw, raw_text = range_parquet.describe_single(desc, piece)
+    else:
+        data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+        chunk = _chunk(desc, data, piece["line0"])
+        line, raw, raw_text = kind_of(chunk).describe_single(chunk)
     error = worker_crash(line, raw, raw_text, reason)
     lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
     name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)

@@ -13,6 +13,9 @@ data, the driver only coordinates.
     ledger.release(size) ◄── counts, part names ◄─────────┘
     commit: parts joined in range order by the kernel, renamed into place
 
+A Parquet input has no scan: describe reads its footers, and its ranges are units of row
+groups planned from them (:mod:`flowschema_core.range_parquet`).
+
 The driver holds descriptors, counts and part names: no record byte crosses it
 (``RunReport.bytes_through_driver == 0``). Paths must be reachable by every node under
 the same name (one machine, or a shared volume); all file I/O is in
@@ -38,7 +41,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from flowschema_core import progress, range_io, storage
+from flowschema_core import progress, range_io, range_parquet, storage
 from flowschema_core.dlq import timestamp
 from flowschema_core.error_groups import ErrorGroups
 from flowschema_core.errors import (
@@ -56,6 +59,7 @@ from flowschema_core.sinks.jsonl import JSONLSink
 from flowschema_core.sources.base import ReadProgress
 from flowschema_core.sources.csv import CSVSource
 from flowschema_core.sources.jsonl import JSONLSource
+from flowschema_core.sources.parquet import ParquetSource
 from flowschema_core.timeline import Sampler
 from flowschema_core.worker import WorkerSpec
 
@@ -70,14 +74,17 @@ log = logging.getLogger("flowschema")
 def unsupported(pipeline: Pipeline) -> str | None:
     """Why ``pipeline`` cannot run in distributed mode, or None if it can."""
     source, sink, errors = pipeline.source, pipeline.sink, pipeline.errors
-    if type(source) not in (CSVSource, JSONLSource):
-        return f"the source is a {type(source).__name__}; distributed mode reads CSVSource and JSONLSource files"
+    if type(source) not in (CSVSource, JSONLSource, ParquetSource):
+        return f"the source is a {type(source).__name__}; distributed mode reads CSVSource, JSONLSource and ParquetSource files"
     path = source.path  # type: ignore[attr-defined]
     for where in (source, sink, errors):
         location = getattr(where, "path", "")
         if isinstance(location, str) and storage.is_remote(location):
             return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
-    if not os.path.isfile(path) or path.startswith("/dev/"):
+    if isinstance(source, ParquetSource):
+        if (why := range_parquet.unsupported(source)) is not None:
+            return why
+    elif not os.path.isfile(path) or path.startswith("/dev/"):
         return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
     if type(sink) not in (JSONLSink, CSVSink):
         return f"the sink is a {type(sink).__name__}; distributed mode writes JSONLSink and CSVSink files"
@@ -135,7 +142,9 @@ class DistributedRun:
             desc: dict[str, Any] = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
             refused = desc["refused"]
             plan = None
-            if refused is None:
+            if refused is None and desc["kind"] == "parquet":  # row groups: planned from the footers, nothing to scan
+                plan = range_parquet.plan(desc, self.range_bytes)
+            elif refused is None:
                 pieces = nominal_ranges(desc["data_start"], desc["size"], self.range_bytes)
                 scans = self._run_tasks([_Task("scan", (desc, start, end), end - start) for start, end in pieces])
                 plan = combine([RangeScan.from_dict(s) for s in scans], desc["data_start"], desc["size"], desc["lines0"],
