@@ -8,8 +8,9 @@ and JSON Lines in :mod:`flowschema_core.range_work`).
     plan (the driver)     units of consecutive row groups, across files, of up to
                           ``range_bytes`` uncompressed (a larger group alone), each knowing
                           its first record number from the row counts before it
-    records (an actor)    the unit's row groups, read batch by batch as ParquetSource reads
-                          them ─► the arrow kind's records ─► validation (worker.py)
+    batches (an actor)    the unit's row groups, read batch by batch as ParquetSource reads
+                          them ─► the arrow kind's records ─► validation (worker.py), each
+                          batch's results written to the parts before the next is read
     split, describe_single   narrowing a unit that keeps killing actors down to its record,
                           by row offsets within its row groups
 
@@ -36,9 +37,10 @@ from .kinds import arrow as arrow_kind
 from .ranges import ExactRange, Plan
 from .sources.base import oversized_reason
 from .sources.parquet import OversizedGroup, ParquetSource, row_group_sizes
+from .worker import Batch
 
 if TYPE_CHECKING:
-    from .worker import Batch, ChunkProcessor
+    from .worker import ChunkProcessor
 
 
 @dataclass(frozen=True)
@@ -147,17 +149,24 @@ def split(piece: dict[str, Any]) -> list[dict[str, Any]] | None:
             {**piece, "start": cut, "first_record": piece["first_record"] + mid, "records": records - mid, "segments": right}]
 
 
-def records(processor: ChunkProcessor, desc: dict[str, Any], piece: dict[str, Any], batch: Batch) -> None:
-    """Parse and validate ``piece``'s rows into ``batch``, as the single-driver mode does
-    with the same rows (the arrow kind; an oversized group's rows as ``parse`` errors)."""
+def batches(processor: ChunkProcessor, desc: dict[str, Any], piece: dict[str, Any]) -> Iterator[Batch]:
+    """``piece``'s rows parsed and validated as the single-driver mode does with the same
+    rows (the arrow kind; an oversized group's rows as ``parse`` errors), a
+    :class:`~flowschema_core.worker.Batch` per record batch of ``batch_rows`` rows or fewer,
+    its records numbered from 0."""
     for part in _batches(desc, piece):
         if isinstance(part, OversizedGroup):
             reason, text = oversized_reason(part.row_bytes, b"", desc["max_record_bytes"], what=part.what)
-            for _ in range(part.rows):
-                batch.parse_error(batch.seen, None, reason, text)
-                batch.seen += 1
+            for first in range(0, part.rows, desc["batch_rows"]):
+                batch = Batch()
+                for i in range(min(desc["batch_rows"], part.rows - first)):
+                    batch.parse_error(i, None, reason, text)
+                batch.seen = len(batch.errors)
+                yield batch
         else:
+            batch = Batch()
             arrow_kind.records(part, desc["fields"], processor, batch)
+            yield batch
 
 
 def describe_single(desc: dict[str, Any], piece: dict[str, Any]) -> tuple[int | None, Any, str | None]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import codecs
 import os
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from . import range_io, range_parquet
@@ -91,31 +92,43 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     :class:`~flowschema_core.ranges.ExactRange` as a dict); write its sink part to
     ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts and the
     part names. Parts are named by the range's start offset, so they sort in file order,
-    and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
-    batch = Batch()
-    if desc["kind"] == "parquet":
-        range_parquet.records(processor, desc, piece, batch)
-    else:
-        data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-        chunk = _chunk(desc, data, piece["line0"])
-        del data
-        kind_of(chunk).parse(chunk, processor, batch)
-    result = batch.result(processor.output_form, processor.fields)
-    errors = result["errors"]
-    if batch.seen != piece["records"] or batch.seen != result["valid"] + len(errors) + result["filtered"]:
-        raise AccountingError(f"{desc['name']} bytes {piece['start']}-{piece['end']}: planned {piece['records']} records, parsed "
-                              f"{batch.seen} = {result['valid']} valid + {len(errors)} invalid + {result['filtered']} filtered")
+    and by ``attempt``, so a redone range never meets a dead attempt's half-written part.
+    A byte range is one batch of records; a Parquet unit is a batch per record batch read,
+    each written before the next is read, so an actor holds one batch's records and results."""
     name = f"{piece['start']:016d}-{attempt}.part"
-    out: dict[str, Any] = {"start": piece["start"], "seen": batch.seen, "valid": result["valid"], "invalid": len(errors),
-                           "filtered": result["filtered"], "sink_part": None, "dlq_part": None}
-    if result["data"]:
-        out["sink_part"] = range_io.write_part(staging["sink"], name, result["data"])
-    if errors:
-        lines = dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
-        out["dlq_part"] = range_io.write_part(staging["dlq"], name, lines)
-    reasons = Counter(tuple(e["reason"]) for e in errors)
-    out["reasons"] = [[*reason, count] for reason, count in reasons.items()]
-    return out
+    ts = timestamp()
+    counts = {"seen": 0, "valid": 0, "invalid": 0, "filtered": 0}
+    reasons: Counter[tuple[str, ...]] = Counter()
+    with range_io.PartWriter(staging["sink"], name) as sink_part, range_io.PartWriter(staging["dlq"], name) as dlq_part:
+        for batch in _batches(processor, desc, piece):
+            result = batch.result(processor.output_form, processor.fields)
+            errors = result["errors"]
+            sink_part.write(result["data"])
+            if errors:
+                first = piece["first_record"] + counts["seen"] + 1
+                dlq_part.write(dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=first, ts=ts))
+            reasons.update(tuple(e["reason"]) for e in errors)
+            for key, n in (("seen", batch.seen), ("valid", result["valid"]), ("invalid", len(errors)), ("filtered", result["filtered"])):
+                counts[key] += n
+        seen = counts["seen"]
+        if seen != piece["records"] or seen != counts["valid"] + counts["invalid"] + counts["filtered"]:
+            raise AccountingError(f"{desc['name']} range {piece['start']}-{piece['end']}: planned {piece['records']} records, parsed "
+                                  f"{seen} = {counts['valid']} valid + {counts['invalid']} invalid + {counts['filtered']} filtered")
+    return {"start": piece["start"], **counts, "sink_part": sink_part.name, "dlq_part": dlq_part.name,
+            "reasons": [[*reason, count] for reason, count in reasons.items()]}
+
+
+def _batches(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, Any]) -> Iterator[Batch]:
+    """The range's records parsed and validated, one :class:`Batch` at a time."""
+    if desc["kind"] == "parquet":
+        yield from range_parquet.batches(processor, desc, piece)
+        return
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    chunk = _chunk(desc, data, piece["line0"])
+    del data
+    batch = Batch()
+    kind_of(chunk).parse(chunk, processor, batch)
+    yield batch
 
 
 def _chunk(desc: InputDescription, data: bytes, line0: int) -> dict[str, Any]:

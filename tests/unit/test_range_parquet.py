@@ -190,5 +190,6 @@ def test_a_file_changed_after_planning_fails_the_unit_as_an_accounting_error(tmp
     processor = ChunkProcessor(WorkerSpec(Item))
     with pytest.raises(fs.AccountingError, match="planned 20 records"):
         range_work.process(processor, desc, vars(units[1]), staging, "r1", 0)
+    assert os.listdir(staging["sink"]) == os.listdir(staging["dlq"]) == []  # what it had written is gone, not a part
     for directory in staging.values():
         remove_path(directory)
