@@ -193,3 +193,19 @@ def test_a_file_changed_after_planning_fails_the_unit_as_an_accounting_error(tmp
     assert os.listdir(staging["sink"]) == os.listdir(staging["dlq"]) == []  # what it had written is gone, not a part
     for directory in staging.values():
         remove_path(directory)
+
+
+def test_an_empty_file_gives_empty_outputs_as_the_single_driver_run(tmp_path):
+    path = tmp_path / "empty.parquet"
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "name": pa.array([], pa.string())}), path)
+    report, plan, dlq = same_outputs(tmp_path, lambda: fs.ParquetSource(path), Item, 100)
+    assert plan.ranges == [] and report.rows_read == 0 and dlq == []
+
+
+def test_a_bad_file_fails_the_description_with_a_source_error_that_names_it(tmp_path):
+    (tmp_path / "a.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(fs.SourceError, match=r"a\.parquet is not a readable Parquet file"):
+        range_work.describe(fs.ParquetSource(str(tmp_path)))
+    write_messy_parquet(tmp_path / "a.parquet", 3, row_group_size=2)
+    with pytest.raises(fs.SourceError, match="has no column 'missing'"):
+        range_work.describe(fs.ParquetSource(str(tmp_path), columns=["id", "missing"]))
