@@ -2,9 +2,11 @@
 
 ::
 
-    python benchmarks/bench_distributed.py [--rows 300000] [--actors 2] [--csv PATH] [--parquet] [--json]
+    python benchmarks/bench_distributed.py [--rows 300000] [--actors 2] [--cluster] [--csv PATH] [--parquet] [--json]
 
-Both runs use the same local Ray (started once, ``num_cpus=actors``), the same pipeline
+Both runs use the same Ray (started once: one local ``ray.init`` with ``num_cpus=actors``,
+or with ``--cluster`` a cluster of ``actors`` nodes of one CPU each on loopback,
+:class:`flowschema_ray.local_cluster.LocalCluster`, the driver on the head), the same pipeline
 (orders CSV → Order → JSONL + DLQ), budget and chunk / range size. ``--parquet`` reads
 the orders as a Parquet file of string columns in row groups of ``--row-group`` rows
 (the CSV's ragged rows left out) instead: distributed mode's units are then row groups. Driver CPU is this
@@ -16,6 +18,7 @@ no longer does), not the scale: the actors share the same cores either way.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -65,20 +68,8 @@ def _to_parquet(csv_path: str, path: str, row_group: int) -> str:
     return path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=300_000)
-    parser.add_argument("--actors", type=int, default=2)
-    parser.add_argument("--chunk-bytes", default="1MiB")
-    parser.add_argument("--csv", help="an orders CSV to use instead of a generated one")
-    parser.add_argument("--parquet", action="store_true", help="read the orders from a Parquet file made from the CSV")
-    parser.add_argument("--row-group", type=int, default=50_000, help="rows per row group of that Parquet file")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(address="local", num_cpus=args.actors, include_dashboard=False, logging_level=logging.WARNING)
+def compare(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Both modes in turn, twice, on one input; their outputs must be byte-equal."""
     with tempfile.TemporaryDirectory() as tmp:
         csv_path = args.csv
         if csv_path is None:
@@ -92,7 +83,35 @@ def main() -> None:
                    for name, dist in (("single-driver", False), ("distributed", True), ("single-driver", False), ("distributed", True))]
         with open(os.path.join(tmp, "single-driver.jsonl"), "rb") as a, open(os.path.join(tmp, "distributed.jsonl"), "rb") as b:
             assert a.read() == b.read(), "the two modes wrote different outputs"
-    ray.shutdown()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=300_000)
+    parser.add_argument("--actors", type=int, default=2)
+    parser.add_argument("--chunk-bytes", default="1MiB")
+    parser.add_argument("--cluster", action="store_true", help="run on a local cluster of --actors nodes (one CPU each)")
+    parser.add_argument("--csv", help="an orders CSV to use instead of a generated one")
+    parser.add_argument("--parquet", action="store_true", help="read the orders from a Parquet file made from the CSV")
+    parser.add_argument("--row-group", type=int, default=50_000, help="rows per row group of that Parquet file")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if args.cluster:
+        os.environ["RAY_AUTH_MODE"] = "token"  # read when ray is imported: the head node asks drivers for its token
+    import ray
+
+    with contextlib.ExitStack() as stack:
+        if args.cluster:
+            from flowschema_ray.local_cluster import LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(nodes=args.actors, cpus_per_node=1))
+            ray.init(address=cluster.address, _node_ip_address="127.0.0.1", logging_level=logging.WARNING)
+        else:
+            ray.init(address="local", num_cpus=args.actors, include_dashboard=False, logging_level=logging.WARNING)
+        stack.callback(ray.shutdown)
+        results = compare(args)
     if args.json:
         print(json.dumps(results, indent=2))
         return

@@ -149,6 +149,12 @@ def split(piece: dict[str, Any]) -> list[dict[str, Any]] | None:
             {**piece, "start": cut, "first_record": piece["first_record"] + mid, "records": records - mid, "segments": right}]
 
 
+def where(piece: dict[str, Any]) -> str:
+    """The unit, as a message names it."""
+    first = piece["first_record"]
+    return f"records {first + 1}-{first + piece['records']}"
+
+
 def batches(processor: ChunkProcessor, desc: dict[str, Any], piece: dict[str, Any]) -> Iterator[Batch]:
     """``piece``'s rows parsed and validated as the single-driver mode does with the same
     rows (the arrow kind; an oversized group's rows as ``parse`` errors), a

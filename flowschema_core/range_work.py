@@ -34,16 +34,23 @@ from .sources import compression
 from .sources.csv import CSVSource
 from .sources.jsonl import JSONLSource
 from .sources.parquet import ParquetSource
+from .sources.sql import SQLSource
 from .worker import Batch, ChunkProcessor
 
 #: What a worker needs to know of the input: JSON-safe, travels with every call.
 InputDescription = dict[str, Any]
 
 
-def describe(source: CSVSource | JSONLSource | ParquetSource) -> InputDescription:
+def describe(source: CSVSource | JSONLSource | ParquetSource | SQLSource, unit_bytes: int = 1 << 20) -> InputDescription:
     """Where the records of ``source``'s file start, with what the reader learnt before
     them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges.
-    Parquet: its footers (:mod:`flowschema_core.range_parquet`)."""
+    An SQL source is described by its key ranges of about ``unit_bytes`` (``units``,
+    :mod:`flowschema_core.range_sql`) instead; Parquet by its footers
+    (:mod:`flowschema_core.range_parquet`), from which the driver plans."""
+    if isinstance(source, SQLSource):
+        from . import range_sql
+
+        return range_sql.describe(source, unit_bytes)
     if isinstance(source, ParquetSource):
         return range_parquet.describe(source)
     path = os.path.abspath(source.path)
@@ -93,8 +100,9 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
     ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts and the
     part names. Parts are named by the range's start offset, so they sort in file order,
     and by ``attempt``, so a redone range never meets a dead attempt's half-written part.
-    A byte range is one batch of records; a Parquet unit is a batch per record batch read,
-    each written before the next is read, so an actor holds one batch's records and results."""
+    A byte range or key range is one batch of records; a Parquet unit is a batch per record
+    batch read, each written before the next is read, so an actor holds one batch's
+    records and results."""
     name = f"{piece['start']:016d}-{attempt}.part"
     ts = timestamp()
     counts = {"seen": 0, "valid": 0, "invalid": 0, "filtered": 0}
@@ -112,7 +120,7 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
                 counts[key] += n
         seen = counts["seen"]
         if seen != piece["records"] or seen != counts["valid"] + counts["invalid"] + counts["filtered"]:
-            raise AccountingError(f"{desc['name']} range {piece['start']}-{piece['end']}: planned {piece['records']} records, parsed "
+            raise AccountingError(f"{desc['name']} {where(desc, piece)}: planned {piece['records']} records, parsed "
                                   f"{seen} = {counts['valid']} valid + {counts['invalid']} invalid + {counts['filtered']} filtered")
     return {"start": piece["start"], **counts, "sink_part": sink_part.name, "dlq_part": dlq_part.name,
             "reasons": [[*reason, count] for reason, count in reasons.items()]}
@@ -123,12 +131,30 @@ def _batches(processor: ChunkProcessor, desc: InputDescription, piece: dict[str,
     if desc["kind"] == "parquet":
         yield from range_parquet.batches(processor, desc, piece)
         return
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-    chunk = _chunk(desc, data, piece["line0"])
-    del data
+    chunk = read_chunk(desc, piece)
     batch = Batch()
     kind_of(chunk).parse(chunk, processor, batch)
     yield batch
+
+
+def read_chunk(desc: InputDescription, piece: dict[str, Any]) -> dict[str, Any]:
+    """The chunk of the input's kind that the single-driver mode would send for ``piece``'s records."""
+    if desc["kind"] == "sql":
+        from . import range_sql
+
+        return range_sql.chunk(desc, piece)
+    return _chunk(desc, range_io.read_range(desc["path"], piece["start"], piece["end"]), piece["line0"])
+
+
+def where(desc: InputDescription, piece: dict[str, Any]) -> str:
+    """The range, as a message names it."""
+    if desc["kind"] == "sql":
+        from . import range_sql
+
+        return range_sql.where(piece)
+    if desc["kind"] == "parquet":
+        return range_parquet.where(piece)
+    return f"bytes {piece['start']}-{piece['end']}"
 
 
 def _chunk(desc: InputDescription, data: bytes, line0: int) -> dict[str, Any]:
@@ -145,6 +171,10 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     from . import blocks
     from .ranges import combine
 
+    if desc["kind"] == "sql":
+        from . import range_sql
+
+        return range_sql.split(desc, piece)
     if desc["kind"] == "parquet":
         return range_parquet.split(piece)
     data = range_io.read_range(desc["path"], piece["start"], piece["end"])
@@ -167,8 +197,7 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
     if desc["kind"] == "parquet":
         line, raw, raw_text = range_parquet.describe_single(desc, piece)
     else:
-        data = range_io.read_range(desc["path"], piece["start"], piece["end"])
-        chunk = _chunk(desc, data, piece["line0"])
+        chunk = read_chunk(desc, piece)
         line, raw, raw_text = kind_of(chunk).describe_single(chunk)
     error = worker_crash(line, raw, raw_text, reason)
     lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
@@ -177,13 +206,15 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
             "reasons": [[*error["reason"], 1]]}
 
 
-def probe(path: str, directories: list[str]) -> dict[str, Any]:
+def probe(path: str | None, directories: list[str]) -> dict[str, Any]:
     """What this worker's node sees of the input and the staging directories: distributed
     mode needs every node to see the same file and the same (freshly made) directories,
     which a path on one node's own disk is not."""
-    try:
-        info = os.stat(path)
-        seen: list[int] | None = [info.st_size, info.st_mtime_ns]
-    except OSError:
-        seen = None
+    seen: list[int] | None = None
+    if path is not None:  # None: an SQL source, reached by its URL
+        try:
+            info = os.stat(path)
+            seen = [info.st_size, info.st_mtime_ns]
+        except OSError:
+            pass
     return {"input": seen, "directories": all(os.path.isdir(d) for d in directories)}

@@ -95,6 +95,9 @@ class Run:
         self.allowance = ResultAllowance()  # result bytes a chunk reserves beside its input
         self.submitted: queue.Queue[Any] = queue.Queue()
         self.stop = threading.Event()
+        # Set once the first chunk has come back, and with it the first measured result
+        # ratio: until then the reader sends one chunk per worker only (see _read).
+        self.first_result = threading.Event()
         self.reader: threading.Thread | None = None
         self.opened: list[Sink] = []
         self.budget = pipeline.error_budget
@@ -240,10 +243,14 @@ class Run:
     # -- reader thread ---------------------------------------------------------------
     def _read(self) -> None:
         report, ledger = self.report, self.ledger
+        sent = 0
         try:
             for index, (blob, n) in enumerate(self.source.chunks(self.pipeline.chunk_bytes)):
                 if index < self.skip_chunks:
                     continue  # already in the sinks, says the checkpoint
+                if sent == max(1, report.workers) and not self._wait_for_first_result():
+                    return
+                sent += 1
                 allowance = self.allowance.of(n, ledger.limit - ledger.reserved - n, ledger.limit)
                 if self.stop.is_set() or not ledger.acquire(n, result=allowance):
                     return
@@ -255,6 +262,17 @@ class Run:
             self.submitted.put(exc)
         finally:
             self.submitted.put(_END)
+
+    def _wait_for_first_result(self) -> bool:
+        """Slow start: the first chunks are sent on the starting result ratio, a guess. On a
+        file whose results are larger than guessed (narrow rows: a DLQ line is long beside
+        an 8-byte row) every chunk sent on it comes back too large and is split, its work
+        done twice; so only one chunk per worker goes before the first result has set the
+        ratio from a measurement. False if the run stopped meanwhile."""
+        while not self.first_result.wait(0.05):
+            if self.stop.is_set():
+                return False
+        return True
 
     # -- main thread -----------------------------------------------------------------
     def _complete(self) -> None:
@@ -269,6 +287,7 @@ class Run:
                 raise FlowSchemaError(f"reading {self.source.name} failed: {type(item).__name__}: {item}") from item
             future, n, allowance, blob, position = item
             self._settle(future, blob, n, allowance)
+            self.first_result.set()
             self.ledger.release(n, result=allowance)
             self.chunks_done += 1
             self.bytes_done += n

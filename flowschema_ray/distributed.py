@@ -41,7 +41,7 @@ import time
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from flowschema_core import progress, range_io, range_parquet, storage
+from flowschema_core import progress, range_io, range_parquet, range_sql, range_work, storage
 from flowschema_core.dlq import timestamp
 from flowschema_core.error_groups import ErrorGroups
 from flowschema_core.errors import (
@@ -60,6 +60,7 @@ from flowschema_core.sources.base import ReadProgress
 from flowschema_core.sources.csv import CSVSource
 from flowschema_core.sources.jsonl import JSONLSource
 from flowschema_core.sources.parquet import ParquetSource
+from flowschema_core.sources.sql import SQLSource
 from flowschema_core.timeline import Sampler
 from flowschema_core.worker import WorkerSpec
 
@@ -74,17 +75,24 @@ log = logging.getLogger("flowschema")
 def unsupported(pipeline: Pipeline) -> str | None:
     """Why ``pipeline`` cannot run in distributed mode, or None if it can."""
     source, sink, errors = pipeline.source, pipeline.sink, pipeline.errors
-    if type(source) not in (CSVSource, JSONLSource, ParquetSource):
-        return f"the source is a {type(source).__name__}; distributed mode reads CSVSource, JSONLSource and ParquetSource files"
-    path = source.path  # type: ignore[attr-defined]
+    if type(source) not in (CSVSource, JSONLSource, ParquetSource, SQLSource):
+        return (f"the source is a {type(source).__name__}; distributed mode reads CSVSource, JSONLSource and ParquetSource "
+                "files and keyed SQLSources")
+    if isinstance(source, SQLSource):
+        if source.key is None:
+            return f"{source.name} has no key=; distributed mode cuts an SQL source into ranges of a unique key column"
+        reachable = range_sql.for_workers(source)
+        if isinstance(reachable, str):
+            return reachable
     for where in (source, sink, errors):
         location = getattr(where, "path", "")
         if isinstance(location, str) and storage.is_remote(location):
             return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
+    path = getattr(source, "path", None)
     if isinstance(source, ParquetSource):
         if (why := range_parquet.unsupported(source)) is not None:
             return why
-    elif not os.path.isfile(path) or path.startswith("/dev/"):
+    elif path is not None and (not os.path.isfile(path) or path.startswith("/dev/")):
         return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
     if type(sink) not in (JSONLSink, CSVSink):
         return f"the sink is a {type(sink).__name__}; distributed mode writes JSONLSink and CSVSink files"
@@ -135,21 +143,28 @@ class DistributedRun:
             # The actors' working directory is not the driver's: they get the absolute path
             # (the DLQ keeps naming the source as the user did).
             source = copy.copy(self.source)
-            source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
+            if isinstance(source, (CSVSource, JSONLSource, ParquetSource)):
+                source.path = os.path.abspath(source.path)
+            elif isinstance(source, SQLSource):
+                source = range_sql.for_workers(source)  # type: ignore[assignment]  # unsupported() checked it is not a reason
             outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
             self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
-            refused = self._probe(source.path)  # type: ignore[attr-defined]
-            desc: dict[str, Any] = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
+            refused = self._probe(getattr(source, "path", None))
+            desc: dict[str, Any] = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
+                                    else {"refused": refused})
             refused = desc["refused"]
-            plan = None
-            if refused is None and desc["kind"] == "parquet":  # row groups: planned from the footers, nothing to scan
-                plan = range_parquet.plan(desc, self.range_bytes)
+            units: list[dict[str, Any]] = []
+            if refused is None and desc["kind"] == "sql":
+                units = desc["units"]  # key ranges, planned by the describing actor (flowschema_core.range_sql)
+            elif refused is None and desc["kind"] == "parquet":  # row groups, planned from the footers: nothing to scan
+                units = [asdict(r) for r in range_parquet.plan(desc, self.range_bytes).ranges]
             elif refused is None:
                 pieces = nominal_ranges(desc["data_start"], desc["size"], self.range_bytes)
                 scans = self._run_tasks([_Task("scan", (desc, start, end), end - start) for start, end in pieces])
                 plan = combine([RangeScan.from_dict(s) for s in scans], desc["data_start"], desc["size"], desc["lines0"],
                                desc["max_record_bytes"])
                 refused = plan.refused
+                units = [asdict(r) for r in plan.ranges]
             if refused is not None:
                 if self.explicit:
                     raise ConfigError(f"distributed=True cannot cut {self.source.name} into ranges: {refused}; "
@@ -157,10 +172,9 @@ class DistributedRun:
                 log.info("distributed mode: %s; running in the single-driver mode", refused)
                 fallback = True  # the executor stays connected: the single-driver run starts it
                 return None
-            assert plan is not None
             self.source.read_progress = ReadProgress(desc["size"] - desc["data_start"])  # bytes of records handed to actors
-            report.notes = [*desc["notes"], f"distributed mode: {len(plan.ranges)} ranges on {len(self.actors)} Ray actors"]
-            self._process(desc, plan.ranges)
+            report.notes = [*desc["notes"], f"distributed mode: {len(units)} ranges on {len(self.actors)} Ray actors"]
+            self._process(desc, units)
             self._commit(desc)
         except KeyboardInterrupt:
             report.interrupted, report.stop_signal = True, "SIGINT"
@@ -201,13 +215,14 @@ class DistributedRun:
             raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
         self.report.workers = len(self.actors)
 
-    def _probe(self, path: str) -> str | None:
+    def _probe(self, path: str | None) -> str | None:
         """Why the actors cannot share files with the driver, or None: each must see the
-        input as the driver does and the staging directories the driver just made."""
-        info = os.stat(path)
+        input file (if any: an SQL source is reached by its URL) as the driver does and the
+        staging directories the driver just made."""
+        info = os.stat(path) if path is not None else None
         seen = self.ray.get([a.handle.probe.remote(path, list(self.staging.values())) for a in self.actors])
         for answer in seen:
-            if answer["input"] != [info.st_size, info.st_mtime_ns] or not answer["directories"]:
+            if (info is not None and answer["input"] != [info.st_size, info.st_mtime_ns]) or not answer["directories"]:
                 return ("the input or the output directories are not the same on every node (a path on one node's own disk?); "
                         "distributed mode needs a shared volume mounted at the same path on every node")
         return None
@@ -326,7 +341,7 @@ class DistributedRun:
         return list(on_crash(task, exc))
 
     # -- the ranges ----------------------------------------------------------------
-    def _process(self, desc: dict[str, Any], ranges: list[Any]) -> None:
+    def _process(self, desc: dict[str, Any], ranges: list[dict[str, Any]]) -> None:
         report = self.report
         self.outcomes: dict[int, dict[str, Any]] = {}
         run_id = self.pipeline.run_id
@@ -341,7 +356,7 @@ class DistributedRun:
                 assert out is not None, "a range of several records came back unsplittable"
                 return [process(half) for half in out]
             if out["seen"] != piece["records"] or out["seen"] != out["valid"] + out["invalid"] + out["filtered"]:
-                raise AccountingError(f"{self.source.name} bytes {piece['start']}-{piece['end']}: planned {piece['records']} records, "
+                raise AccountingError(f"{self.source.name} {range_work.where(desc, piece)}: planned {piece['records']} records, "
                                       f"came back as {out['seen']} = {out['valid']} valid + {out['invalid']} invalid + {out['filtered']} filtered")
             self.outcomes[piece["start"]] = out
             report.rows_read += out["seen"]
@@ -363,7 +378,7 @@ class DistributedRun:
             return [_Task("isolate", (desc, piece, self.staging, run_id, reason), task.cost, piece, alone=False)]
 
         report.chunks = len(ranges)
-        self._run_tasks([process(asdict(r)) for r in ranges], settle, crashed)
+        self._run_tasks([process(r) for r in ranges], settle, crashed)
         for start in sorted(self.outcomes):  # in file order, as the single-driver mode counts them
             for stage, kind, field, count in self.outcomes[start]["reasons"]:
                 report.invalid_by_stage[stage] = report.invalid_by_stage.get(stage, 0) + count
@@ -374,7 +389,7 @@ class DistributedRun:
 
     def _commit(self, desc: dict[str, Any]) -> None:
         """The sink, then the DLQ, each whole under its final name or not at all."""
-        mode = os.stat(desc["path"]).st_mode & 0o777
+        mode = os.stat(desc["path"]).st_mode & 0o777 if "path" in desc else None  # outputs no more readable than an input file
         fields = list(self.pipeline.model.model_fields)
         outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
         # The CSV header is what the sink itself writes first (its own encoding of the names).

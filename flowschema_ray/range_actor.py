@@ -15,10 +15,10 @@ from .actor import ChunkActor
 class RangeActor(ChunkActor):
     """Describe the input, scan ranges, process exact ranges into part files."""
 
-    def describe(self, source: Any) -> dict[str, Any]:
+    def describe(self, source: Any, unit_bytes: int) -> dict[str, Any]:
         from flowschema_core import range_work
 
-        return range_work.describe(source)
+        return range_work.describe(source, unit_bytes)
 
     def scan(self, desc: dict[str, Any], start: int, end: int) -> dict[str, Any]:
         from flowschema_core import range_work

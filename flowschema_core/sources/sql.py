@@ -25,6 +25,7 @@ something the model can parse: a timedelta as seconds, anything else as its text
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import decimal
 import logging
@@ -99,6 +100,7 @@ class SQLSource(RecordSource):
         self._engine: Any = None
         self._last: Any = _NOTHING  # key of the last row handed on
         self._after: Any = _NOTHING  # where the next read starts (set by seek)
+        self._upto: Any = _NOTHING  # the last key to read (a distributed-mode unit, see bounded)
 
     def fingerprint(self) -> dict[str, Any]:
         return {"kind": "sql", "name": self.name, "table": self.table, "query": self.query, "params": repr(sorted(self.params.items())),
@@ -117,6 +119,18 @@ class SQLSource(RecordSource):
             raise ConfigError(f"{self.name}: cannot seek without key=")
         after = position.get("after")
         self._after = self._last = _NOTHING if after is None else _decode_key(after)
+
+    def bounded(self, after: Any, upto: Any) -> SQLSource:
+        """A copy that reads only the rows whose key is after ``after`` and at most ``upto``
+        (keys as :meth:`position` encodes them; None: no bound), in key order: one key range
+        of distributed mode (:mod:`flowschema_core.range_sql`)."""
+        if self.key is None:
+            raise ConfigError(f"{self.name}: key ranges need key=")
+        part = copy.copy(self)
+        part.notes, part.reconnects = [], 0
+        part._after = part._last = _NOTHING if after is None else _decode_key(after)
+        part._upto = _NOTHING if upto is None else _decode_key(upto)
+        return part
 
     # -- reading -----------------------------------------------------------------------
     def records(self) -> Iterator[tuple[int | None, Any]]:
@@ -176,6 +190,8 @@ class SQLSource(RecordSource):
                         conn = self._engine.connect()
                         page = self._page_statement(conn)
                     params = {**self.params, "flowschema_limit": self.batch_rows}
+                    if self._upto is not _NOTHING:
+                        params["flowschema_upto"] = self._upto
                     if self._last is not _NOTHING:
                         params["flowschema_after"] = self._last
                     result = conn.execute(page[self._last is _NOTHING], params)
@@ -228,11 +244,16 @@ class SQLSource(RecordSource):
             self._check_unique(conn, table)
             column = table.c[self.key]
             first = sa.select(table).order_by(column).limit(limit)
+            if self._upto is not _NOTHING:
+                first = first.where(column <= sa.bindparam("flowschema_upto"))
             return first.where(column > sa.bindparam("flowschema_after")), first
         quoted = conn.dialect.identifier_preparer.quote(self.key)
         base = f"SELECT * FROM ({self.query}) AS flowschema_page"
+        upto = [f"{quoted} <= :flowschema_upto"] if self._upto is not _NOTHING else []
         tail = f" ORDER BY {quoted} LIMIT :flowschema_limit"
-        return sa.text(f"{base} WHERE {quoted} > :flowschema_after{tail}"), sa.text(base + tail)
+        after, first = [f"{quoted} > :flowschema_after", *upto], upto
+        return (sa.text(f"{base} WHERE {' AND '.join(after)}{tail}"),
+                sa.text(f"{base}{' WHERE ' + first[0] if first else ''}{tail}"))
 
     def _check_unique(self, conn: Any, table: Any) -> None:
         """Keyset pages skip rows whose key repeats across a page boundary: refuse a key

@@ -17,7 +17,7 @@ import pytest
 import flowschema_core as fs
 from flowschema_core.ledger import ResultAllowance
 from tests.helpers import dlq_without_run_fields, run_to_jsonl
-from tests.integration.pipeline_models import Item, write_items_csv
+from tests.integration.pipeline_models import IdName, Item, write_items_csv
 from tests.integration.result_budget_models import BUDGET, CHUNK_BYTES, Expand
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,6 +68,22 @@ def test_results_twenty_times_the_input_are_split_and_the_budget_holds(items_csv
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["id"] for r in rows] == [i for i in range(1, ROWS + 1) if i not in set(bad)]
     assert all(len(r["note"]) >= 20 * len(str(r["id"])) for r in rows)
+
+
+def test_only_the_first_chunk_per_worker_is_sent_before_the_ratio_is_measured(tmp_path) -> None:
+    """Narrow rows with 10% bad: a DLQ line is long beside an 8-byte row, so results are
+    about 5x the input, over the starting ratio (4). Every chunk sent on that guess comes
+    back too large and is split (its work done twice); slow start sends one chunk per
+    worker until the first result has measured the ratio, so at most those are split."""
+    path = tmp_path / "narrow.csv"
+    path.write_text("id,name\n" + "".join(f"{'x' if i % 10 == 0 else i},n{i % 100}\n" for i in range(40_000)), encoding="utf-8")
+    _, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", fs.CSVSource(path), IdName, "inline", chunk_bytes="8KiB")
+    report, out, dlq = run_to_jsonl(tmp_path, "proc", fs.CSVSource(path), IdName, fs.MultiprocessingExecutor(workers=2),
+                                    chunk_bytes="8KiB", max_bytes_in_flight="2MiB")
+    assert report.result_bytes > 4 * report.bytes_read  # the starting ratio was too small
+    assert 1 <= report.result_splits <= 2  # without slow start: every chunk in flight, about 40
+    assert report.chunks > 40 and report.peak_bytes_in_flight <= 2 << 20
+    assert (out, dlq) == (ref_out, ref_dlq)
 
 
 def test_a_budget_too_small_for_one_result_still_finishes_within_it(items_csv, inline_run, tmp_path) -> None:

@@ -1,10 +1,11 @@
 """End to end: a real 2-node cluster on loopback, `ray job submit` of examples/ray_job.py.
 
 A head node and a worker node (one CPU each, so the job's two actors run one on each
-node) each run under ``ray start --block`` in their own process group with their own
-``--temp-dir``; teardown ends those process trees and any process whose command line
-names one of the temp dirs, so it never stops another Ray on the machine (the session's
-local Ray, or another user's) the way ``ray stop --force`` would. The input, the outputs
+node), started by :class:`flowschema_ray.local_cluster.LocalCluster`: each under ``ray
+start --block`` in its own process group with its own ``--temp-dir``; teardown ends those
+process trees and any process whose command line names one of the temp dirs, so it never
+stops another Ray on the machine (the session's local Ray, or another user's) the way
+``ray stop --force`` would. The input, the outputs
 and the staging parts live in one directory both nodes reach (one machine's disk), so the
 job runs in distributed mode: actors read and write, the driver moves no record.
 """
@@ -14,14 +15,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
@@ -30,128 +26,24 @@ import pytest
 pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema[ray]' to run the Ray tests")
 
 import flowschema_core as fs
+from flowschema_ray.local_cluster import LocalCluster, ray_cli
 
-psutil = pytest.importorskip("psutil")
+pytest.importorskip("psutil", reason="LocalCluster stops its nodes with psutil")
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ROWS = 20_000
-
-
-def _free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _ray_cli():
-    ray = BIN / "ray"
-    return str(ray) if ray.exists() else shutil.which("ray")
-
-
-def _stop_tree(proc, temp_dir):
-    """Stop the head node: its process tree, then anything still naming its temp dir."""
-    try:
-        tree = psutil.Process(proc.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        tree = []
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    stray = [p for p in psutil.process_iter(["cmdline"]) if temp_dir in " ".join(p.info["cmdline"] or [])]
-    for p in tree + stray:
-        try:
-            p.kill()
-        except psutil.Error:
-            pass
-    psutil.wait_procs(tree + stray, timeout=10)
 
 
 @pytest.fixture(scope="module")
 def head_node():
-    ray = _ray_cli()
-    if ray is None:
-        pytest.skip("the ray CLI is not installed: pip install 'flowschema[ray]'")
-    temp_dir = tempfile.mkdtemp(prefix="fsr", dir="/tmp")  # unix socket paths must stay short
-    gcs, dashboard, agent, agent_grpc, runtime_env, metrics, node_manager, object_manager, client = _free_ports(9)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    log = open(os.path.join(temp_dir, "ray-start.log"), "wb")
-    proc = subprocess.Popen(
-        [ray, "start", "--head", "--block", "--node-ip-address", "127.0.0.1", "--port", str(gcs),
-         "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard), "--include-dashboard", "true",
-         "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
-         "--runtime-env-agent-port", str(runtime_env), "--metrics-export-port", str(metrics),
-         "--node-manager-port", str(node_manager), "--object-manager-port", str(object_manager),
-         "--ray-client-server-port", str(client), "--num-cpus", "1", "--object-store-memory", str(100 << 20),
-         "--disable-usage-stats", "--temp-dir", temp_dir],
-        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    worker_temp = tempfile.mkdtemp(prefix="fsw", dir="/tmp")
-    worker: subprocess.Popen[bytes] | None = None
-    url = f"http://127.0.0.1:{dashboard}"
+    """A 2-node cluster (one CPU each): the dashboard URL, the environment for the ``ray``
+    CLI, the head's temp dir, and a function that stops the worker node."""
     try:
-        deadline = time.monotonic() + 150
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"ray start exited with {proc.returncode}:\n{Path(log.name).read_text(errors='replace')[-3000:]}")
-            try:
-                urllib.request.urlopen(f"{url}/api/version", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break  # answering (401 without a token): it is up
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("the Ray dashboard did not come up within 150 s")
-                time.sleep(1)
-        # The second node: joins the head's GCS with ports and a temp dir of its own.
-        w_metrics, w_node_manager, w_object_manager, w_agent, w_agent_grpc, w_runtime_env = _free_ports(6)
-        worker_log = open(os.path.join(worker_temp, "ray-start.log"), "wb")
-        worker = subprocess.Popen(
-            [ray, "start", "--block", "--address", f"127.0.0.1:{gcs}", "--node-ip-address", "127.0.0.1",
-             "--num-cpus", "1", "--object-store-memory", str(100 << 20), "--metrics-export-port", str(w_metrics),
-             "--node-manager-port", str(w_node_manager), "--object-manager-port", str(w_object_manager),
-             "--dashboard-agent-listen-port", str(w_agent), "--dashboard-agent-grpc-port", str(w_agent_grpc),
-             "--runtime-env-agent-port", str(w_runtime_env), "--disable-usage-stats", "--temp-dir", worker_temp],
-            env={**env, "RAY_AUTH_MODE": "token"}, stdout=worker_log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-        worker_log.close()
-        _wait_for_nodes(ray, gcs, env, 2, worker, worker_temp)
-        yield url, env, temp_dir, lambda: _stop_tree(worker, worker_temp)
-    finally:
-        if worker is not None:
-            _stop_tree(worker, worker_temp)
-        _stop_tree(proc, temp_dir)
-        log.close()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        shutil.rmtree(worker_temp, ignore_errors=True)
-
-
-def _wait_for_nodes(ray, gcs, env, count, worker, worker_temp):
-    """Wait (generously) until the cluster has ``count`` alive nodes."""
-    deadline = time.monotonic() + 150
-    while True:
-        if worker.poll() is not None:
-            pytest.fail(f"ray start (worker node) exited with {worker.returncode}:\n"
-                        f"{Path(worker_temp, 'ray-start.log').read_text(errors='replace')[-3000:]}")
-        done = subprocess.run([ray, "status", "--address", f"127.0.0.1:{gcs}"], env={**env, "RAY_AUTH_MODE": "token"},
-                              capture_output=True, text=True, timeout=60)
-        if done.stdout.count("node_") >= count:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"the cluster did not reach {count} nodes within 150 s:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        time.sleep(1)
+        cluster = LocalCluster(nodes=2, cpus_per_node=1)
+    except fs.MissingDependencyError as exc:
+        pytest.skip(str(exc))
+    with cluster:
+        yield cluster.dashboard_url, cluster.env, cluster.temp_dirs[0], lambda: cluster.stop_node(1)
 
 
 def _working_dir(dest):
@@ -174,7 +66,7 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
         sys.path.remove(str(ROOT))
     bad = generate_orders_csv(source, ROWS, seed=7)
     job_id = f"flowschema-e2e-{uuid.uuid4().hex[:8]}"
-    ray = _ray_cli()
+    ray = ray_cli()
     submit_env = {**env, "RAY_AUTH_MODE": "token"}
     runtime_env = json.dumps({"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}})
     done = subprocess.run(
@@ -249,7 +141,7 @@ def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_
     wd = _working_dir(tmp_path / "wd")
     (wd / "node_loss_job.py").write_text(_NODE_LOSS_JOB, encoding="utf-8")
     job_id = f"flowschema-node-loss-{uuid.uuid4().hex[:8]}"
-    ray = _ray_cli()
+    ray = ray_cli()
     submit_env = {**env, "RAY_AUTH_MODE": "token"}
     runtime_env = json.dumps({"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}})
     done = subprocess.run(

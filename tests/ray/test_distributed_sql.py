@@ -1,0 +1,116 @@
+"""Distributed mode on an SQL source with a key: actors plan key ranges and read them
+from the database themselves; outputs byte-equal to an inline run of the same source."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema[ray]' to run the Ray tests")
+pytest.importorskip("sqlalchemy")
+
+import sqlalchemy as sa
+
+import flowschema_core as fs
+from flowschema_ray import RayExecutor
+from tests.helpers import run_to_jsonl
+from tests.ray.ray_models import ExitOnMarker, Item
+
+ROWS = 1500
+
+
+def _items(rows: int, poison: int | None = None) -> list[tuple]:
+    """Items with gaps in the key (every 10th id missing), invalid prices and ids, nulls."""
+    made = []
+    for i in range(1, rows + 1):
+        key = i + i // 9  # keys with gaps: ranges are cut by row counts, not by key values
+        name = "POISON" if i == poison else f"item {i}"
+        price = "12;5" if i % 89 == 0 else (None if i % 61 == 0 else f"{i % 1000}.{i % 100:02d}")
+        made.append((-key if i % 83 == 0 else key, name, price, "café ✓" if i % 7 == 0 else None))
+    return made
+
+
+def _sqlite(path, rows: int, poison: int | None = None) -> str:
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, price TEXT, note TEXT)")
+        db.executemany("INSERT INTO items VALUES (?, ?, ?, ?)", _items(rows, poison))
+    return f"sqlite:///{path}"
+
+
+def test_sqlite_key_ranges_equal_the_inline_run(ray_session, tmp_path):
+    url = _sqlite(tmp_path / "legacy.db", ROWS)
+    source = fs.SQLSource(url, table="items", key="id", batch_rows=100)
+    ref_report, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", source, Item, "inline")
+    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="4KiB")
+    report, out, dlq = run_to_jsonl(tmp_path, "dist", fs.SQLSource(url, table="items", key="id", batch_rows=100), Item, executor,
+                                    max_bytes_in_flight="16KiB", chunk_bytes="4KiB")
+    assert out == ref_out
+    assert dlq == ref_dlq  # record numbers global and exact
+    assert ref_report.rows_invalid > 30
+    assert (report.rows_read, report.rows_valid, report.invalid_by_stage) == (ROWS, ref_report.rows_valid, ref_report.invalid_by_stage)
+    assert report.bytes_through_driver == 0
+    assert report.chunks > 5 and any("key ranges" in note for note in report.notes)
+    assert report.peak_bytes_in_flight <= 16 * 1024
+
+
+def test_a_query_source_with_a_relative_sqlite_path(ray_session, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the actors' working directory is not the driver's
+    _sqlite("rel.db", 400)
+    query = "SELECT id, name, price, note FROM items WHERE id % :m != 0"
+
+    def source():
+        return fs.SQLSource("sqlite:///rel.db", query=query, params={"m": 5}, key="id", batch_rows=64)
+
+    _, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", source(), Item, "inline")
+    report, out, dlq = run_to_jsonl(tmp_path, "dist", source(), Item, RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB"))
+    assert (out, dlq) == (ref_out, ref_dlq)
+    assert report.chunks > 3 and report.bytes_through_driver == 0
+
+
+@pytest.mark.parametrize("server", ["postgres_db_url", "mariadb_db_url"])
+def test_database_server_key_ranges_equal_the_inline_run(ray_session, server, request, tmp_path):
+    url = request.getfixturevalue(server)  # a fresh database on the session's real server
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        charset = " CHARACTER SET utf8mb4" if engine.dialect.name in ("mysql", "mariadb") else ""  # MariaDB's default is latin1
+        conn.execute(sa.text(f"CREATE TABLE items (id integer PRIMARY KEY, name text, price text, note text){charset}"))
+        conn.execute(sa.text("INSERT INTO items VALUES (:i, :n, :p, :o)"), [dict(zip("inpo", row)) for row in _items(800)])
+    engine.dispose()
+
+    def source():
+        return fs.SQLSource(url, table="items", key="id", batch_rows=50)
+
+    ref_report, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", source(), Item, "inline")
+    report, out, dlq = run_to_jsonl(tmp_path, "dist", source(), Item, RayExecutor(num_actors=2, distributed=True, range_bytes="4KiB"))
+    assert (out, dlq) == (ref_out, ref_dlq)
+    assert report.rows_read == 800 == ref_report.rows_read and report.chunks > 3 and report.bytes_through_driver == 0
+
+
+def test_a_row_that_kills_its_actor_is_narrowed_down_to(ray_session, tmp_path):
+    items = _items(300, poison=123)
+    url = _sqlite(tmp_path / "poison.db", 300, poison=123)
+    source = fs.SQLSource(url, table="items", key="id")
+    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="1KiB", max_attempts=1)
+    report, out, dlq = run_to_jsonl(tmp_path, "dist", source, Item, executor, hooks=[ExitOnMarker("POISON")], chunk_bytes="1KiB")
+    _, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", fs.SQLSource(url, table="items", key="id"), Item, "inline")
+    poisoned = [e for e in dlq if e["stage"] == "worker"]
+    in_key_order = sorted(row[0] for row in items).index(items[122][0]) + 1  # negative ids come first
+    assert [e["record"] for e in poisoned] == [in_key_order] and poisoned[0]["raw"]["name"] == "POISON"
+    assert [e for e in dlq if e["stage"] != "worker"] == ref_dlq
+    assert report.rows_read == 300 and report.rows_invalid == len(ref_dlq) + 1
+    ref_lines = [line for line in ref_out.splitlines() if b'"POISON"' not in line]
+    assert out.splitlines() == ref_lines
+
+
+def test_sql_sources_that_do_not_qualify(tmp_path):
+    from flowschema_ray.distributed import unsupported
+
+    url = _sqlite(tmp_path / "q.db", 3)
+
+    def why(source):
+        return unsupported(fs.Pipeline(source, Item, fs.JSONLSink(tmp_path / "o.jsonl"), executor="inline"))
+
+    assert why(fs.SQLSource(url, table="items", key="id")) is None
+    assert "no key=" in why(fs.SQLSource(url, table="items"))
+    assert "in-memory" in why(fs.SQLSource("sqlite://", table="items", key="id"))
