@@ -67,7 +67,7 @@ def cpu_load(processes: int | None = None) -> Iterator[None]:
             hog.wait()
 
 
-def write_messy_parquet(path: Path, rows: int, *, row_group_size: int, poison: int | None = None) -> list[int]:
+def write_messy_parquet(path: str | os.PathLike[str], rows: int, *, row_group_size: int, poison: int | None = None) -> list[int]:
     """An items Parquet file (``id, name, price, note``: ``tests.integration.pipeline_models.Item``)
     of several row groups, with nulls (a null note is valid, a null id or name is not),
     invalid prices, negative ids and non-ASCII text. Record ``poison`` (1-based) gets the
