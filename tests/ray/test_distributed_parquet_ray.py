@@ -90,14 +90,14 @@ def test_sigkilled_actor_mid_unit_redoes_it_exactly(ray_session, messy_parquet, 
         while not killed and time.monotonic() < deadline:
             pids = executor.worker_pids()
             if len(pids) == 2:
-                time.sleep(0.5)  # mid-run: each actor is inside a unit (~1 ms a record)
+                time.sleep(0.5)  # mid-run: each actor is inside a unit (~2 ms a record, ~2 s of work each)
                 os.kill(pids[0], signal.SIGKILL)
                 killed.append(pids[0])
             time.sleep(0.05)
 
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    report, out, dlq = run_to_jsonl(tmp_path, "kill", fs.ParquetSource(messy_parquet[0]), Item, executor, hooks=[DropEven(), Slow(0.001)])
+    report, out, dlq = run_to_jsonl(tmp_path, "kill", fs.ParquetSource(messy_parquet[0]), Item, executor, hooks=[DropEven(), Slow(0.002)])
     thread.join()
     assert killed and report.worker_restarts >= 1
     assert out == inline_run[1] and dlq == inline_run[2]
