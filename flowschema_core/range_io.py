@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import BinaryIO
 
 from .sinks.base import _fsync_directory, remove_path, remove_stale_temps, temp_path
 
@@ -61,6 +62,39 @@ def part_size(staging: str, name: str) -> int | None:
         return os.path.getsize(os.path.join(staging, name))
     except OSError:
         return None
+
+
+class PartWriter:
+    """A part written piece by piece (a Parquet unit's batches): like :func:`write_part`,
+    under a temporary name renamed when the ``with`` block ends, whole or absent; nothing
+    written, no part (``name`` None); an exception in the block removes what was written."""
+
+    def __init__(self, staging: str, name: str) -> None:
+        self.path, self.tmp = os.path.join(staging, name), os.path.join(staging, f".{name}.{os.getpid()}.tmp")
+        self.file: BinaryIO | None = None
+        self.name: str | None = None
+        self.size = 0  # bytes written
+        self._final = name
+
+    def write(self, data: bytes) -> None:
+        if data:
+            if self.file is None:
+                self.file = open(self.tmp, "wb")  # closed in __exit__
+            self.file.write(data)
+            self.size += len(data)
+
+    def __enter__(self) -> PartWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self.file is None:
+            return
+        self.file.close()
+        if kind is None:
+            os.replace(self.tmp, self.path)
+            self.name = self._final
+        else:
+            remove_path(self.tmp)
 
 
 def commit(final_path: str, head: bytes, staging: str, parts: Sequence[str], mode_limit: int | None) -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 import codecs
 import os
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
-from . import range_io
+from . import range_io, range_parquet
 from .dlq import dlq_lines, timestamp, worker_crash
 from .errors import AccountingError
 from .kinds import csv as csv_kind
@@ -32,6 +33,7 @@ from .ranges import Layout, RangeScan, scan_range
 from .sources import compression
 from .sources.csv import CSVSource
 from .sources.jsonl import JSONLSource
+from .sources.parquet import ParquetSource
 from .sources.sql import SQLSource
 from .worker import Batch, ChunkProcessor
 
@@ -39,15 +41,18 @@ from .worker import Batch, ChunkProcessor
 InputDescription = dict[str, Any]
 
 
-def describe(source: CSVSource | JSONLSource | SQLSource, unit_bytes: int = 1 << 20) -> InputDescription:
+def describe(source: CSVSource | JSONLSource | ParquetSource | SQLSource, unit_bytes: int = 1 << 20) -> InputDescription:
     """Where the records of ``source``'s file start, with what the reader learnt before
     them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges.
     An SQL source is described by its key ranges of about ``unit_bytes`` (``units``,
-    :mod:`flowschema_core.range_sql`) instead."""
+    :mod:`flowschema_core.range_sql`) instead; Parquet by its footers
+    (:mod:`flowschema_core.range_parquet`), from which the driver plans."""
     if isinstance(source, SQLSource):
         from . import range_sql
 
         return range_sql.describe(source, unit_bytes)
+    if isinstance(source, ParquetSource):
+        return range_parquet.describe(source)
     path = os.path.abspath(source.path)
     size = range_io.file_size(path)
     desc: InputDescription = {"path": path, "name": source.name, "size": size, "refused": None, "notes": [],
@@ -92,9 +97,42 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
             run_id: str, attempt: int) -> dict[str, Any]:
     """Read, parse and validate one exact range (``piece``: an
     :class:`~flowschema_core.ranges.ExactRange` as a dict); write its sink part to
-    ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts and the
-    part names. Parts are named by the range's start offset, so they sort in file order,
-    and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
+    ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts, the
+    part names and their sizes (a resume checks a part by its size, see
+    :mod:`flowschema_ray.distributed_checkpoint`). Parts are named by the range's start
+    offset, so they sort in file order, and by ``attempt``, so a redone range never meets
+    a dead attempt's half-written part. A byte range or key range is one batch of
+    records; a Parquet unit is a batch per record batch read, each written before the next
+    is read, so an actor holds one batch's records and results."""
+    name = f"{piece['start']:016d}-{attempt}.part"
+    ts = timestamp()
+    counts = {"seen": 0, "valid": 0, "invalid": 0, "filtered": 0}
+    reasons: Counter[tuple[str, ...]] = Counter()
+    with range_io.PartWriter(staging["sink"], name) as sink_part, range_io.PartWriter(staging["dlq"], name) as dlq_part:
+        for batch in _batches(processor, desc, piece):
+            result = batch.result(processor.output_form, processor.fields)
+            errors = result["errors"]
+            sink_part.write(result["data"])
+            if errors:
+                first = piece["first_record"] + counts["seen"] + 1
+                dlq_part.write(dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=first, ts=ts))
+            reasons.update(tuple(e["reason"]) for e in errors)
+            for key, n in (("seen", batch.seen), ("valid", result["valid"]), ("invalid", len(errors)), ("filtered", result["filtered"])):
+                counts[key] += n
+        seen = counts["seen"]
+        if seen != piece["records"] or seen != counts["valid"] + counts["invalid"] + counts["filtered"]:
+            raise AccountingError(f"{desc['name']} {where(desc, piece)}: planned {piece['records']} records, parsed "
+                                  f"{seen} = {counts['valid']} valid + {counts['invalid']} invalid + {counts['filtered']} filtered")
+    return {"start": piece["start"], **counts, "sink_part": sink_part.name, "dlq_part": dlq_part.name,
+            "sink_size": sink_part.size, "dlq_size": dlq_part.size,
+            "reasons": [[*reason, count] for reason, count in reasons.items()]}
+
+
+def _batches(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, Any]) -> Iterator[Batch]:
+    """The range's records parsed and validated, one :class:`Batch` at a time."""
+    if desc["kind"] == "parquet":  # (record_timeout is not offered with Parquet in this mode: see distributed.unsupported)
+        yield from range_parquet.batches(processor, desc, piece)
+        return
     chunk = read_chunk(desc, piece)
     batch = Batch()
     # record_timeout: the beacon says which record this call is on (the driver counts the
@@ -110,24 +148,7 @@ def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, 
         processor.stuck = None
         if beacon is not None:
             beacon.between_records()
-    result = batch.result(processor.output_form, processor.fields)
-    errors = result["errors"]
-    if batch.seen != piece["records"] or batch.seen != result["valid"] + len(errors) + result["filtered"]:
-        raise AccountingError(f"{desc['name']} {where(desc, piece)}: planned {piece['records']} records, parsed "
-                              f"{batch.seen} = {result['valid']} valid + {len(errors)} invalid + {result['filtered']} filtered")
-    name = f"{piece['start']:016d}-{attempt}.part"
-    out: dict[str, Any] = {"start": piece["start"], "seen": batch.seen, "valid": result["valid"], "invalid": len(errors),
-                           "filtered": result["filtered"], "sink_part": None, "dlq_part": None, "sink_size": 0, "dlq_size": 0}
-    if result["data"]:
-        out["sink_part"] = range_io.write_part(staging["sink"], name, result["data"])
-        out["sink_size"] = len(result["data"])  # a resume checks a part by its size (distributed_checkpoint)
-    if errors:
-        lines = dlq_lines(errors, run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
-        out["dlq_part"] = range_io.write_part(staging["dlq"], name, lines)
-        out["dlq_size"] = len(lines)
-    reasons = Counter(tuple(e["reason"]) for e in errors)
-    out["reasons"] = [[*reason, count] for reason, count in reasons.items()]
-    return out
+    yield batch
 
 
 def read_chunk(desc: InputDescription, piece: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +166,8 @@ def where(desc: InputDescription, piece: dict[str, Any]) -> str:
         from . import range_sql
 
         return range_sql.where(piece)
+    if desc["kind"] == "parquet":
+        return range_parquet.where(piece)
     return f"bytes {piece['start']}-{piece['end']}"
 
 
@@ -166,6 +189,8 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
         from . import range_sql
 
         return _stuck_per_half(piece, range_sql.split(desc, piece))
+    if desc["kind"] == "parquet":
+        return range_parquet.split(piece)
     data = range_io.read_range(desc["path"], piece["start"], piece["end"])
     shape = layout(desc)
     quote = bytes([shape.quote]) if shape.quote is not None else None
@@ -195,8 +220,11 @@ def _stuck_per_half(piece: dict[str, Any], halves: list[dict[str, Any]] | None) 
 def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
     """The outcome of a one-record range that killed its worker every time: its DLQ line
     (stage ``worker``, as the single-driver mode writes it), without processing it."""
-    chunk = read_chunk(desc, piece)
-    line, raw, raw_text = kind_of(chunk).describe_single(chunk)
+    if desc["kind"] == "parquet":
+        line, raw, raw_text = range_parquet.describe_single(desc, piece)
+    else:
+        chunk = read_chunk(desc, piece)
+        line, raw, raw_text = kind_of(chunk).describe_single(chunk)
     error = worker_crash(line, raw, raw_text, reason)
     lines = dlq_lines([error], run_id=run_id, source=desc["name"], first_record=piece["first_record"] + 1, ts=timestamp())
     name = range_io.write_part(staging["dlq"], f"{piece['start']:016d}-worker.part", lines)

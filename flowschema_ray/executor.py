@@ -107,8 +107,9 @@ class RayExecutor(PooledExecutor):
     :param start_timeout: seconds to wait for the actors to build the model.
     :param workers: another name for ``num_actors``, the one every pooled executor takes.
     :param distributed: ``"auto"`` (the default): when the source is a CSV or JSON Lines
-        file every node can open and the sinks are JSON Lines / CSV files, the actors read
-        their own byte ranges and write their own parts, and the driver only coordinates
+        file or Parquet file(s) every node can open and the sinks are JSON Lines / CSV
+        files, the actors read their own byte ranges (Parquet: row groups) and write their
+        own parts, and the driver only coordinates
         (see :mod:`flowschema_ray.distributed`); otherwise the single-driver mode.
         ``True``: distributed mode or a :class:`ConfigError` saying why not; ``False``:
         always the single-driver mode.

@@ -65,3 +65,28 @@ def cpu_load(processes: int | None = None) -> Iterator[None]:
         for hog in hogs:
             hog.kill()
             hog.wait()
+
+
+def write_messy_parquet(path: str | os.PathLike[str], rows: int, *, row_group_size: int, poison: int | None = None) -> list[int]:
+    """An items Parquet file (``id, name, price, note``: ``tests.integration.pipeline_models.Item``)
+    of several row groups, with nulls (a null note is valid, a null id or name is not),
+    invalid prices, negative ids and non-ASCII text. Record ``poison`` (1-based) gets the
+    name ``poison-x``. Returns the 1-based numbers of the records ``Item`` refuses."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ids: list[int | None] = []
+    names: list[str | None] = []
+    prices: list[str] = []
+    notes: list[str | None] = []
+    bad = []
+    for i in range(1, rows + 1):
+        ids.append(None if i % 11 == 0 else -i if i % 19 == 0 else i)
+        names.append("poison-x" if i == poison else None if i % 17 == 0 else f"item {i} café ✓" if i % 3 == 0 else f"item {i}")
+        prices.append("12;5" if i % 13 == 0 else f"{i % 1000}.{i % 100:02d}")
+        notes.append(None if i % 2 else f"note {i}")
+        if i % 11 == 0 or i % 19 == 0 or i % 17 == 0 or i % 13 == 0:
+            bad.append(i)
+    table = pa.table({"id": pa.array(ids, pa.int64()), "name": names, "price": prices, "note": notes})
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return bad

@@ -45,21 +45,7 @@ class ArrowKind(ChunkKind):
     name = "arrow"
 
     def parse(self, chunk: Chunk, processor: ChunkProcessor, batch: Batch) -> None:
-        data = table(chunk)
-        fields = chunk["fields"]
-        columns = []
-        unreadable: dict[int, tuple[str, str]] = {}  # row → (reason, raw_text), first column wins
-        for name, column in zip(fields, data.columns):
-            values, failed = _python_values(name, column)
-            columns.append(values)
-            for i, why in failed.items():
-                unreadable.setdefault(i, why)
-        batch.seen = data.num_rows
-        for i, row in enumerate(zip(*columns)):
-            if i in unreadable:
-                batch.parse_error(i, None, *unreadable[i])
-            else:
-                processor.record(dict(zip(fields, row)), i, None, batch)
+        records(table(chunk), chunk["fields"], processor, batch)
 
     def split(self, chunk_: Chunk) -> tuple[Chunk, Chunk] | None:
         data = table(chunk_)
@@ -69,12 +55,35 @@ class ArrowKind(ChunkKind):
         return chunk(data.slice(0, mid).to_batches(), chunk_["fields"]), chunk(data.slice(mid).to_batches(), chunk_["fields"])
 
     def describe_single(self, chunk: Chunk) -> tuple[int | None, Any, str | None]:
-        data = table(chunk)
-        try:
-            rows = data.to_pylist()
-        except (OverflowError, ValueError):
-            return None, None, str(data)[:MAX_RAW_TEXT]
-        return None, rows[0] if rows else None, None
+        return describe_single(table(chunk))
+
+
+def records(data: Any, fields: list[str], processor: ChunkProcessor, batch: Batch) -> None:
+    """Hand the rows of ``data`` (an Arrow table or record batch whose columns are
+    ``fields``) to ``processor``, numbered on from the records ``batch`` has seen."""
+    first = batch.seen
+    columns = []
+    unreadable: dict[int, tuple[str, str]] = {}  # row → (reason, raw_text), first column wins
+    for name, column in zip(fields, data.columns):
+        values, failed = _python_values(name, column)
+        columns.append(values)
+        for i, why in failed.items():
+            unreadable.setdefault(first + i, why)
+    batch.seen += data.num_rows
+    for i, row in enumerate(zip(*columns), first):
+        if i in unreadable:
+            batch.parse_error(i, None, *unreadable[i])
+        else:
+            processor.record(dict(zip(fields, row)), i, None, batch)
+
+
+def describe_single(data: Any) -> tuple[int | None, Any, str | None]:
+    """``(line, raw, raw_text)`` of a one-row Arrow table, for its DLQ record."""
+    try:
+        rows = data.to_pylist()
+    except (OverflowError, ValueError):
+        return None, None, str(data)[:MAX_RAW_TEXT]
+    return None, rows[0] if rows else None, None
 
 
 MAX_RAW_TEXT = 65536

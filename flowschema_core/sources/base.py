@@ -147,9 +147,14 @@ class RecordSource(Source):
 def oversized_record(line: int | None, size: int, head: bytes, limit: int, encoding: str = "utf-8", *, what: str = "record of") -> tuple[bytes, int]:
     """A one-record chunk saying a record was too large to read (it goes to the DLQ with
     stage ``parse`` and its first KiB), so a giant record costs no memory."""
-    text = head[:1024].decode(encoding, "backslashreplace")
+    reason, text = oversized_reason(size, head, limit, encoding, what=what)
+    return codec.encode(rows_kind.chunk([None], None, [line] if line is not None else None, [[0, reason, text]]))
+
+
+def oversized_reason(size: int, head: bytes, limit: int, encoding: str = "utf-8", *, what: str = "record of") -> tuple[str, str]:
+    """The DLQ reason and raw text of a record too large to read (see :func:`oversized_record`)."""
     reason = f"{what} {size:,} bytes, larger than max_record_bytes={limit:,}; it was skipped"
-    return codec.encode(rows_kind.chunk([None], None, [line] if line is not None else None, [[0, reason, text + "..."]]))
+    return reason, head[:1024].decode(encoding, "backslashreplace") + "..."
 
 
 def open_input(path: str | os.PathLike[str], what: str, progress: ReadProgress | None = None,

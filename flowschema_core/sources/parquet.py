@@ -110,12 +110,12 @@ class ParquetSource(Source):
         pending: list[Any] = []
         size = 0
         for batch in self._batches():
-            if isinstance(batch, _Oversized):
+            if isinstance(batch, OversizedGroup):
                 if pending:
                     yield self._chunk(pending)
                     pending, size = [], 0
                 for _ in range(batch.rows):
-                    yield oversized_record(None, batch.row_bytes, b"", self.max_record_bytes, what=f"a row of {batch.where} averages")
+                    yield oversized_record(None, batch.row_bytes, b"", self.max_record_bytes, what=batch.what)
                 continue
             if pending and batch.schema != pending[0].schema:
                 yield self._chunk(pending)  # an IPC stream holds one schema
@@ -139,8 +139,8 @@ class ParquetSource(Source):
         """``(None, row)`` with rows as value lists in ``fields`` order: for looking at a
         source by hand (a pipeline run ships Arrow chunks instead)."""
         for batch in self._batches():
-            if isinstance(batch, _Oversized):
-                raise SourceError(f"a row of {batch.where} averages {batch.row_bytes:,} bytes, more than max_record_bytes={self.max_record_bytes:,}")
+            if isinstance(batch, OversizedGroup):
+                raise SourceError(f"{batch.what} {batch.row_bytes:,} bytes, more than max_record_bytes={self.max_record_bytes:,}")
             for row in zip(*(column.to_pylist() for column in batch.columns)):
                 yield None, list(row)
 
@@ -154,10 +154,10 @@ class ParquetSource(Source):
         self.fields = None
         for path, partitions in files:
             with contextlib.ExitStack() as opened:
-                pf = self._open(path, opened)
+                pf = self.open_file(path, opened)
                 yield from self._file_batches(pa, pf, path, partitions)
 
-    def _open(self, path: str, opened: contextlib.ExitStack) -> Any:
+    def open_file(self, path: str, opened: contextlib.ExitStack) -> Any:
         """``path`` as a ParquetFile, closed with ``opened`` (a URL: a ranged-read file)."""
         import pyarrow.parquet as pq
 
@@ -177,33 +177,39 @@ class ParquetSource(Source):
     def _file_batches(self, pa: Any, pf: Any, path: str, partitions: dict[str, str | None]) -> Iterator[Any]:
         """The record batches of one open file, with exactly ``self.fields`` as columns."""
         path = storage.display(path)
-        names = pf.schema_arrow.names
+        wanted = self.columns_read(pf.schema_arrow.names, partitions, path)
+        self.files_read.append(path)
+        done = 0
+        for group, (rows, read_bytes) in enumerate(row_group_sizes(pf, wanted)):
+            oversized = self.oversized(group, path, rows, read_bytes)
+            if oversized is not None:  # in the row group's place
+                yield oversized
+                done += rows
+                continue
+            for batch in self.group_batches(pa, pf, group, wanted, path, done, partitions):
+                done += batch.num_rows
+                yield batch
+
+    def columns_read(self, names: list[str], partitions: dict[str, str | None], path: str) -> list[str]:
+        """The columns to read from a file whose columns are ``names`` (the first file read
+        sets ``fields``); a SourceError if it lacks one of ``columns``."""
         if self.fields is None:
             self.fields = list(self.columns) if self.columns is not None else [*names, *(k for k in partitions if k not in names)]
-        wanted = [f for f in self.fields if f in names]
         if self.columns is not None:
             missing = [c for c in self.columns if c not in names and c not in partitions]
             if missing:
                 raise SourceError(f"{path} has no column {missing[0]!r}; its columns are {names}")
-        self.files_read.append(path)
-        done = 0
-        wanted_set = set(wanted)
-        for group in range(pf.metadata.num_row_groups):
-            meta = pf.metadata.row_group(group)
-            # Only the columns read count: a large column left out costs nothing.
-            read_bytes = sum(column.total_uncompressed_size for column in map(meta.column, range(meta.num_columns))
-                             if column.path_in_schema.split(".", 1)[0] in wanted_set)
-            row_bytes = read_bytes // max(meta.num_rows, 1)
-            if row_bytes > self.max_record_bytes:  # (an _Oversized in the row group's place)
-                yield _Oversized(f"row group {group} of {path}", meta.num_rows, row_bytes)
-                done += meta.num_rows
-                continue
-            for batch in self._group_batches(pa, pf, group, wanted, path, done, partitions):
-                done += batch.num_rows
-                yield batch
+        return [f for f in self.fields if f in names]
 
-    def _group_batches(self, pa: Any, pf: Any, group: int, wanted: list[str], path: str, done: int,
-                       partitions: dict[str, str | None]) -> Iterator[Any]:
+    def oversized(self, group: int, path: str, rows: int, read_bytes: int) -> OversizedGroup | None:
+        """The row group, if its rows average more than ``max_record_bytes`` (then it is not read)."""
+        row_bytes = read_bytes // max(rows, 1)
+        return OversizedGroup(group, path, rows, row_bytes) if row_bytes > self.max_record_bytes else None
+
+    def group_batches(self, pa: Any, pf: Any, group: int, wanted: list[str], path: str, done: int,
+                      partitions: dict[str, str | None]) -> Iterator[Any]:
+        """Row group ``group``'s record batches with exactly ``fields`` as columns (``done``:
+        the file's rows before them, for the message if the group is corrupt)."""
         assert self.fields is not None
         batches = pf.iter_batches(batch_size=self.batch_rows, row_groups=[group], columns=wanted, use_threads=False)
         while True:
@@ -223,13 +229,33 @@ class ParquetSource(Source):
             yield pa.RecordBatch.from_arrays(arrays, names=self.fields)
 
 
+def row_group_sizes(pf: Any, wanted: list[str]) -> list[tuple[int, int]]:
+    """Each row group's rows and the uncompressed bytes of its columns in ``wanted``, from
+    the footer (nothing is decompressed). Only the columns read count: a large column left
+    out costs nothing."""
+    wanted_set = set(wanted)
+    sizes = []
+    for group in range(pf.metadata.num_row_groups):
+        meta = pf.metadata.row_group(group)
+        read_bytes = sum(column.total_uncompressed_size for column in map(meta.column, range(meta.num_columns))
+                         if column.path_in_schema.split(".", 1)[0] in wanted_set)
+        sizes.append((meta.num_rows, read_bytes))
+    return sizes
+
+
 @dataclass(frozen=True)
-class _Oversized:
+class OversizedGroup:
     """A row group too large to read: ``rows`` rows of about ``row_bytes`` each."""
 
-    where: str
+    group: int
+    path: str
     rows: int
     row_bytes: int
+
+    @property
+    def what(self) -> str:
+        """How the reason of each of its rows' DLQ records begins."""
+        return f"a row of row group {self.group} of {self.path} averages"
 
 
 def _partitions(relative: str, separator: str = os.sep) -> dict[str, str | None]:
