@@ -18,8 +18,8 @@ outputs are byte for byte those of a single-driver run. Plain Python: the Ray ac
 from __future__ import annotations
 
 import codecs
-import os
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import range_io
@@ -41,13 +41,16 @@ InputDescription = dict[str, Any]
 def describe(source: CSVSource | JSONLSource) -> InputDescription:
     """Where the records of ``source``'s file start, with what the reader learnt before
     them (CSV: encoding, header); ``refused`` says why the file cannot be cut in ranges."""
-    path = os.path.abspath(source.path)
-    size = range_io.file_size(path)
+    path = range_io.absolute(source.path)
+    options = dict(source.storage_options)
+    size = range_io.file_size(path, options)
+    # storage_options travel with the description to every call (they may hold credentials:
+    # never log a description, never persist it as is).
     desc: InputDescription = {"path": path, "name": source.name, "size": size, "refused": None, "notes": [],
-                              "max_record_bytes": source.max_record_bytes}
-    with open(path, "rb") as f:
-        if compression.detect(f.peek(8)[:8]) is not None:
-            desc["refused"] = f"{path} is compressed, and a compressed stream cannot be read from the middle"
+                              "max_record_bytes": source.max_record_bytes, "storage_options": options}
+    with range_io.open_input(path, options) as f:
+        if compression.detect(f.peek(8)[:8]) is not None:  # type: ignore[attr-defined]
+            desc["refused"] = f"{source.name} is compressed, and a compressed stream cannot be read from the middle"
             return desc
         if isinstance(source, JSONLSource):
             bom = f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
@@ -72,7 +75,7 @@ def layout(desc: InputDescription) -> Layout:
 def scan(desc: InputDescription, start: int, end: int) -> dict[str, Any]:
     """Scan bytes ``[start, end)`` (see :func:`flowschema_core.ranges.scan_range`)."""
     first = start - 1 if start > desc["data_start"] else start
-    data = range_io.read_range(desc["path"], first, end)
+    data = range_io.read_range(desc["path"], first, end, desc.get("storage_options"))
     prev, data = (data[0], data[1:]) if first < start else (10, data)
     return scan_range(data, start, prev, layout(desc)).to_dict()
 
@@ -81,14 +84,14 @@ def scan_result(data: dict[str, Any]) -> RangeScan:
     return RangeScan.from_dict(data)
 
 
-def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, Any], staging: dict[str, str],
+def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, Any], staging: dict[str, range_io.Where],
             run_id: str, attempt: int) -> dict[str, Any]:
     """Read, parse and validate one exact range (``piece``: an
     :class:`~flowschema_core.ranges.ExactRange` as a dict); write its sink part to
     ``staging["sink"]`` and its DLQ part to ``staging["dlq"]``; return the counts and the
     part names. Parts are named by the range's start offset, so they sort in file order,
     and by ``attempt``, so a redone range never meets a dead attempt's half-written part."""
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"], desc.get("storage_options"))
     chunk = _chunk(desc, data, piece["line0"])
     del data
     batch = Batch()
@@ -125,7 +128,7 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     from . import blocks
     from .ranges import combine
 
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"], desc.get("storage_options"))
     shape = layout(desc)
     quote = bytes([shape.quote]) if shape.quote is not None else None
     cut = blocks.middle_boundary(data, quote, desc.get("dialect") if quote is not None else None)
@@ -139,10 +142,10 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
     return [left, right]
 
 
-def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
+def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, range_io.Where], run_id: str, reason: str) -> dict[str, Any]:
     """The outcome of a one-record range that killed its worker every time: its DLQ line
     (stage ``worker``, as the single-driver mode writes it), without processing it."""
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"], desc.get("storage_options"))
     chunk = _chunk(desc, data, piece["line0"])
     line, raw, raw_text = kind_of(chunk).describe_single(chunk)
     error = worker_crash(line, raw, raw_text, reason)
@@ -152,13 +155,8 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
             "reasons": [[*error["reason"], 1]]}
 
 
-def probe(path: str, directories: list[str]) -> dict[str, Any]:
-    """What this worker's node sees of the input and the staging directories: distributed
-    mode needs every node to see the same file and the same (freshly made) directories,
-    which a path on one node's own disk is not."""
-    try:
-        info = os.stat(path)
-        seen: list[int] | None = [info.st_size, info.st_mtime_ns]
-    except OSError:
-        seen = None
-    return {"input": seen, "directories": all(os.path.isdir(d) for d in directories)}
+def probe(path: str, directories: Sequence[range_io.Where], storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What this worker's node sees of the input (a file's size and mtime, an object's size
+    and ETag) and of the staging places: distributed mode needs every node to see the same
+    input and the same (freshly made) staging, which a path on one node's own disk is not."""
+    return {"input": range_io.identity(path, storage_options), "directories": all(range_io.staging_visible(d) for d in directories)}

@@ -337,6 +337,15 @@ class MultipartUpload:
         done = _s3_call(self.url, self.storage_options, "cannot write", "upload_part", UploadId=self.upload_id, PartNumber=number, Body=body)
         return {"PartNumber": number, "ETag": done["ETag"]}
 
+    def copy_part(self, number: int, source_url: str) -> dict[str, Any]:
+        """Make part ``number`` a server-side copy of the object at ``source_url`` (same
+        store, same credentials; no byte passes through this process): ``UploadPartCopy``."""
+        fs, path = filesystem(source_url, self.storage_options)
+        bucket, key, _ = fs.split_path(path)
+        done = _s3_call(self.url, self.storage_options, "cannot write", "upload_part_copy", UploadId=self.upload_id, PartNumber=number,
+                        CopySource={"Bucket": bucket, "Key": key})
+        return {"PartNumber": number, "ETag": done["CopyPartResult"]["ETag"]}
+
     def complete(self, parts: Sequence[Mapping[str, Any]]) -> None:
         """Make the object appear, made of ``parts`` (from :meth:`upload_part`) in number order."""
         ordered = sorted(parts, key=lambda part: int(part["PartNumber"]))

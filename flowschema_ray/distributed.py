@@ -45,12 +45,12 @@ from flowschema_core.errors import (
     AccountingError,
     ConfigError,
     FlowSchemaError,
+    SinkError,
     WorkerCrashedError,
     WorkerPoolError,
 )
 from flowschema_core.ranges import RangeScan, combine, nominal_ranges
 from flowschema_core.report import RunReport
-from flowschema_core.sinks.base import remove_path
 from flowschema_core.sinks.csv import CSVSink
 from flowschema_core.sinks.jsonl import JSONLSink
 from flowschema_core.sources.base import ReadProgress
@@ -73,11 +73,12 @@ def unsupported(pipeline: Pipeline) -> str | None:
     if type(source) not in (CSVSource, JSONLSource):
         return f"the source is a {type(source).__name__}; distributed mode reads CSVSource and JSONLSource files"
     path = source.path  # type: ignore[attr-defined]
-    for where in (source, sink, errors):
+    for where, role in ((source, "reads"), (sink, "writes"), (errors, "writes")):
         location = getattr(where, "path", "")
-        if isinstance(location, str) and storage.is_remote(location):
-            return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
-    if not os.path.isfile(path) or path.startswith("/dev/"):
+        if isinstance(location, str) and storage.is_remote(location) and not range_io.is_multipart(location):
+            return (f"{getattr(where, 'name', location)} is a {storage.scheme(location)}:// URL; distributed mode {role} local files "
+                    "and s3:// objects only (other stores run in the single-driver mode)")
+    if not storage.is_remote(path) and (not os.path.isfile(path) or path.startswith("/dev/")):
         return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
     if type(sink) not in (JSONLSink, CSVSink):
         return f"the sink is a {type(sink).__name__}; distributed mode writes JSONLSink and CSVSink files"
@@ -106,7 +107,7 @@ class DistributedRun:
         self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
         self.error_groups = ErrorGroups()
         self.actors: list[_RangeActor] = []
-        self.staging: dict[str, str] = {}
+        self.staging: dict[str, range_io.Place] = {}
         self.report = RunReport(
             run_id=pipeline.run_id, source=self.source.name, sink=self.sink.name, errors_sink=self.errors.name,
             executor=type(executor).__name__, max_bytes_in_flight=pipeline.max_bytes_in_flight, started_at=timestamp(),
@@ -128,10 +129,10 @@ class DistributedRun:
             # The actors' working directory is not the driver's: they get the absolute path
             # (the DLQ keeps naming the source as the user did).
             source = copy.copy(self.source)
-            source.path = os.path.abspath(source.path)  # type: ignore[attr-defined]
-            outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
-            self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
-            refused = self._probe(source.path)  # type: ignore[attr-defined]
+            source.path = range_io.absolute(source.path)  # type: ignore[attr-defined]
+            for key, output in (("sink", self.sink), ("dlq", self.errors)):  # one by one: the finally removes what was made
+                self.staging[key] = range_io.make_staging(output.path, output.storage_options)  # type: ignore[attr-defined]
+            refused = self._probe(source)
             desc: dict[str, Any] = self._run_tasks([_Task("describe", (source,), 0)])[0] if refused is None else {"refused": refused}
             refused = desc["refused"]
             plan = None
@@ -157,9 +158,9 @@ class DistributedRun:
             report.interrupted, report.stop_signal = True, "SIGINT"
             log.warning("SIGINT: stopping the run")
         finally:
-            for directory in self.staging.values():
-                remove_path(directory)
-            self._stop_actors()
+            self._stop_actors()  # first: an actor still in a range would write its part after the clean-up
+            for staging in self.staging.values():
+                range_io.remove_staging(staging)
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)
             if not fallback:
@@ -192,28 +193,42 @@ class DistributedRun:
             raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
         self.report.workers = len(self.actors)
 
-    def _probe(self, path: str) -> str | None:
-        """Why the actors cannot share files with the driver, or None: each must see the
-        input as the driver does and the staging directories the driver just made."""
-        info = os.stat(path)
-        seen = self.ray.get([a.handle.probe.remote(path, list(self.staging.values())) for a in self.actors])
+    def _probe(self, source: Any) -> str | None:
+        """Why the actors cannot share the input and the staging with the driver, or None:
+        each must see the input as the driver does (a file's size and mtime; an object's
+        size and ETag) and the staging places the driver just made."""
+        path, options = source.path, source.storage_options
+        mine = storage.identity(path, options) if storage.is_remote(path) else None  # the driver's own errors are the user's to see
+        expected = sorted(mine.items()) if mine is not None else range_io.identity(path)
+        staging = list(self.staging.values())
+        seen = self.ray.get([a.handle.probe.remote(path, staging, options) for a in self.actors])
         for answer in seen:
-            if answer["input"] != [info.st_size, info.st_mtime_ns] or not answer["directories"]:
-                return ("the input or the output directories are not the same on every node (a path on one node's own disk?); "
-                        "distributed mode needs a shared volume mounted at the same path on every node")
+            if answer["input"] != expected or not answer["directories"]:
+                return ("the input or the outputs' staging are not the same on every node (a path on one node's own disk, or "
+                        "another object store endpoint or credentials in a node's environment?); distributed mode needs a "
+                        "shared volume mounted at the same path on every node, or s3:// URLs every node reaches")
         return None
 
     def _new_actor(self) -> _RangeActor:
         handle = self.actor_cls.remote(self.spec_ref, self.sys_path)
         return _RangeActor(handle, handle.ready.remote())
 
-    def _stop_actors(self) -> None:
+    def _stop_actors(self, timeout: float = 30.0) -> None:
+        """Kill the actors and wait (up to ``timeout``) until the calls they held have
+        failed, i.e. until they are gone: after a failed run some are still inside a range,
+        and on S3 a part they write after the staging prefix was removed would stay."""
+        held = [ref for actor in self.actors for ref in actor.calls]
         for actor in self.actors:
             try:
                 self.ray.kill(actor.handle, no_restart=True)
             except Exception:  # noqa: BLE001 - already dead: nothing to stop
                 pass
         self.actors = []
+        if held:
+            try:
+                self.ray.wait(held, num_returns=len(held), timeout=timeout)
+            except Exception:  # noqa: BLE001 - Ray itself is going away: nothing left to wait for
+                pass
 
     def _replace(self, dead: _RangeActor) -> None:
         self.actors.remove(dead)
@@ -364,15 +379,43 @@ class DistributedRun:
                                   f"filtered {report.rows_filtered}")
 
     def _commit(self, desc: dict[str, Any]) -> None:
-        """The sink, then the DLQ, each whole under its final name or not at all."""
-        mode = os.stat(desc["path"]).st_mode & 0o777
+        """The sink, then the DLQ, each whole under its final name or not at all: a local
+        file by the kernel's concatenation and a rename, an S3 object by a multipart upload."""
+        mode = range_io.mode_limit(desc["path"])
         fields = list(self.pipeline.model.model_fields)
         outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
         # The CSV header is what the sink itself writes first (its own encoding of the names).
         head = self.sink._header(fields) if isinstance(self.sink, CSVSink) else b""
         for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b"")):
             parts = [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]]
-            range_io.commit(sink.path, first, self.staging[key], parts, mode)  # type: ignore[attr-defined]
+            if range_io.is_multipart(sink.path):  # type: ignore[attr-defined]
+                self._upload(range_io.Place(sink.path, sink.storage_options), first, self.staging[key], parts)  # type: ignore[attr-defined]
+            else:
+                range_io.commit(sink.path, first, self.staging[key], parts, mode)  # type: ignore[attr-defined]
+
+    def _upload(self, final: range_io.Place, head: bytes, staging: range_io.Place, parts: list[str]) -> None:
+        """Commit an S3 output: one multipart upload whose parts the actors make from the
+        staged parts (grouped to S3's 5 MiB minimum), completed here, or aborted."""
+        if not parts:
+            range_io.put_object(final, head)
+            return
+        sizes = range_io.part_sizes(staging)
+        missing = [name for name in parts if name not in sizes]
+        if missing:
+            raise SinkError(f"{final}: {len(missing)} committed part(s) are missing under {staging} (e.g. {missing[0]}); was the "
+                            "staging prefix removed by another process or a lifecycle rule?")
+        groups = range_io.upload_groups([(name, sizes[name]) for name in parts])
+        upload = storage.MultipartUpload.begin(final.location, final.storage_options)
+        try:
+            tasks = [_Task("upload_group", (upload, k + 1, staging, group, head if k == 0 else b""), sum(size for _, size in group))
+                     for k, group in enumerate(groups)]
+            upload.complete(self._run_tasks(tasks))
+        except BaseException:
+            upload.abort()
+            raise
+        copies = sum(range_io.copied(group, head if k == 0 else b"") for k, group in enumerate(groups))
+        self.report.notes.append(f"{final}: {len(parts)} range parts committed as a multipart upload of {len(groups)} parts "
+                                 f"({copies} copied server-side)")
 
     def _measure(self, sampler: Sampler, elapsed: float) -> None:
         report = self.report

@@ -30,28 +30,10 @@ from flowschema_core import cli, registry, storage
 from flowschema_core.errors import ConfigError, InvalidRecordsError, MissingDependencyError, SinkError, SourceError
 from tests.helpers import dlq_without_run_fields
 from tests.integration.pipeline_models import Item, write_items_csv
-from tests.s3_server import S3Endpoint
+from tests.s3_server import S3Endpoint, get, keys, pending_uploads, put
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 300  # enough for several chunks at chunk_bytes="2KiB", a second to run
-
-
-def put(s3: S3Endpoint, bucket: str, key: str, data: bytes) -> str:
-    s3.client().put_object(Bucket=bucket, Key=key, Body=data)  # type: ignore[attr-defined]
-    return f"s3://{bucket}/{key}"
-
-
-def get(s3: S3Endpoint, bucket: str, key: str) -> bytes:
-    return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined,no-any-return]
-
-
-def keys(s3: S3Endpoint, bucket: str) -> list[str]:
-    listing = s3.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
-    return sorted(o["Key"] for o in listing.get("Contents", []))
-
-
-def pending_uploads(s3: S3Endpoint, bucket: str) -> list[str]:
-    return [u["Key"] for u in s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]  # type: ignore[attr-defined]
 
 
 def run(source: fs.Source, sink: fs.Sink, errors: fs.Sink, **kwargs: Any) -> fs.RunReport:
