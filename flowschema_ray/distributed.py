@@ -11,11 +11,13 @@ data, the driver only coordinates.
     for each range: ledger.acquire(size) ── descriptor ─► read, parse, validate,
                                                           write sink part + DLQ part
     ledger.release(size) ◄── counts, part names ◄─────────┘
-    commit: parts joined in range order by the kernel, renamed into place
+    commit: local file ─ parts joined in range order by the kernel, renamed into place
+            s3://      ─ a multipart upload: upload_group k ─────► part k from staged parts
+                         complete (part numbers, ETags) ◄──────────┘
 
-The driver holds descriptors, counts and part names: no record byte crosses it
+The driver holds descriptors, counts, part names and ETags: no record byte crosses it
 (``RunReport.bytes_through_driver == 0``). Paths must be reachable by every node under
-the same name (one machine, or a shared volume); all file I/O is in
+the same name (one machine, or a shared volume), or be ``s3://`` URLs; all I/O is in
 :mod:`flowschema_core.range_io`.
 
 Faults: an actor that dies takes its calls with it; the oldest call it held is charged
