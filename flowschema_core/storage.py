@@ -324,7 +324,7 @@ class MultipartUpload:
 
     url: str
     upload_id: str
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # credentials: never shown
 
     @classmethod
     def begin(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> MultipartUpload:
