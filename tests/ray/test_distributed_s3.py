@@ -148,6 +148,31 @@ def test_a_failed_run_leaves_nothing_in_the_bucket(ray_session, s3, s3_bucket, t
     assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
 
 
+def test_a_commit_that_fails_aborts_its_upload(ray_session, messy, s3, s3_bucket, monkeypatch):
+    """A staged part vanishes between the driver's listing and the actors' upload (as a
+    lifecycle rule or another process might remove it): the actor's read fails, the driver
+    aborts the multipart upload and removes the staging, and nothing appears anywhere."""
+    from flowschema_core import range_io
+
+    options = s3.storage_options()
+    url = put(s3, s3_bucket, "in.csv", messy[0].read_bytes())
+    listed = range_io.part_sizes
+
+    def list_then_lose_one(staging):  # the driver's listing; then one staged part is gone
+        sizes = listed(staging)
+        victim = sorted(name for name in sizes if name.endswith(".part"))[1]
+        s3.client().delete_object(Bucket=s3_bucket, Key=staging.join(victim).location.split("/", 3)[3])
+        return sizes
+
+    monkeypatch.setattr(range_io, "part_sizes", list_then_lose_one)
+    pipeline = fs.Pipeline(fs.CSVSource(url, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/o.jsonl", storage_options=options),
+                           fs.JSONLSink(f"s3://{s3_bucket}/o.errors.jsonl", storage_options=options),
+                           executor=RayExecutor(num_actors=2, distributed=True, range_bytes="16KiB"))
+    with pytest.raises(fs.SinkError, match=r"cannot read the parts under .*not found"):
+        pipeline.run()
+    assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
+
+
 def test_sigkilled_actor_mid_range_with_s3_in_and_out_redoes_it_exactly(ray_session, messy, inline_run, s3, s3_bucket):
     options = s3.storage_options()
     url = put(s3, s3_bucket, "in/items.csv", messy[0].read_bytes())
