@@ -8,9 +8,12 @@
     ray job submit (uploads the working dir) ─► job driver: this script, on the head node
         CSVSource ─► ByteLedger ─► RayExecutor (actors on any node) ─► sink + DLQ (written here)
 
-When every node reaches the paths under the same name (a shared volume), RayExecutor runs
-in distributed mode (see docs/distributed.md): the actors read their own byte ranges of
-the CSV and write their own parts; this driver only plans, counts and commits.
+When every node reaches the paths under the same name (a shared volume) or they are
+``s3://`` URLs, RayExecutor runs in distributed mode (see docs/distributed.md): the actors
+read their own byte ranges of the CSV and write their own parts; this driver only plans,
+counts and commits. ``--storage-options '{"client_kwargs": {"endpoint_url": ...}}'`` (JSON)
+reaches the store; credentials are best left to the nodes' environment or IAM role, since
+a job's command line is shown by ``ray job list``.
 
 Ray sets ``RAY_ADDRESS`` for a submitted job, so the executor joins that cluster
 (``address="auto"``); run by hand without it, the script starts a private local Ray.
@@ -31,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import flowschema_core as fs
 from examples.orders_model import Order
-from flowschema_core import registry
+from flowschema_core import registry, storage
 from flowschema_ray import RayExecutor
 
 
@@ -45,6 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-actors", type=int, default=2)
     parser.add_argument("--max-bytes-in-flight", default="256MB")
     parser.add_argument("--chunk-bytes", default="1MiB")
+    parser.add_argument("--storage-options", default=None, help="fsspec storage_options (JSON) for s3:// and other URLs")
     return parser.parse_args(argv)
 
 
@@ -54,12 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         from examples.generate_orders import generate_orders_csv
 
         generate_orders_csv(args.source, args.generate)
+    options = storage.options(args.storage_options)
     address = args.address or ("auto" if os.environ.get("RAY_ADDRESS") else None)
     report = fs.Pipeline(
-        source=fs.CSVSource(args.source),
+        source=fs.CSVSource(args.source, storage_options=options),
         model=Order,
-        sink=registry.sink_for(args.sink),
-        errors=fs.JSONLSink(args.errors),
+        sink=registry.sink_for(args.sink, storage_options=options),
+        errors=fs.JSONLSink(args.errors, storage_options=options),
         executor=RayExecutor(address=address, num_actors=args.num_actors),
         max_bytes_in_flight=args.max_bytes_in_flight,
         chunk_bytes=args.chunk_bytes,

@@ -18,9 +18,8 @@ outputs are byte for byte those of a single-driver run. Plain Python: the Ray ac
 from __future__ import annotations
 
 import codecs
-import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from . import range_io, range_parquet
@@ -53,13 +52,16 @@ def describe(source: CSVSource | JSONLSource | ParquetSource | SQLSource, unit_b
         return range_sql.describe(source, unit_bytes)
     if isinstance(source, ParquetSource):
         return range_parquet.describe(source)
-    path = os.path.abspath(source.path)
-    size = range_io.file_size(path)
+    path = range_io.absolute(source.path)
+    options = dict(source.storage_options)
+    size = range_io.file_size(path, options)
+    # storage_options travel with the description to every call (they may hold credentials:
+    # never log a description, never persist it as is).
     desc: InputDescription = {"path": path, "name": source.name, "size": size, "refused": None, "notes": [],
-                              "max_record_bytes": source.max_record_bytes}
-    with open(path, "rb") as f:
-        if compression.detect(f.peek(8)[:8]) is not None:
-            desc["refused"] = f"{path} is compressed, and a compressed stream cannot be read from the middle"
+                              "max_record_bytes": source.max_record_bytes, "storage_options": options}
+    with range_io.open_input(path, options) as f:
+        if compression.detect(f.peek(8)[:8]) is not None:  # type: ignore[attr-defined]
+            desc["refused"] = f"{source.name} is compressed, and a compressed stream cannot be read from the middle"
             return desc
         if isinstance(source, JSONLSource):
             bom = f.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
@@ -84,7 +86,7 @@ def layout(desc: InputDescription) -> Layout:
 def scan(desc: InputDescription, start: int, end: int) -> dict[str, Any]:
     """Scan bytes ``[start, end)`` (see :func:`flowschema_core.ranges.scan_range`)."""
     first = start - 1 if start > desc["data_start"] else start
-    data = range_io.read_range(desc["path"], first, end)
+    data = range_io.read_range(desc["path"], first, end, desc.get("storage_options"))
     prev, data = (data[0], data[1:]) if first < start else (10, data)
     return scan_range(data, start, prev, layout(desc)).to_dict()
 
@@ -93,7 +95,7 @@ def scan_result(data: dict[str, Any]) -> RangeScan:
     return RangeScan.from_dict(data)
 
 
-def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, Any], staging: dict[str, str],
+def process(processor: ChunkProcessor, desc: InputDescription, piece: dict[str, Any], staging: dict[str, range_io.Where],
             run_id: str, attempt: int) -> dict[str, Any]:
     """Read, parse and validate one exact range (``piece``: an
     :class:`~flowschema_core.ranges.ExactRange` as a dict); write its sink part to
@@ -157,7 +159,7 @@ def read_chunk(desc: InputDescription, piece: dict[str, Any]) -> dict[str, Any]:
         from . import range_sql
 
         return range_sql.chunk(desc, piece)
-    return _chunk(desc, range_io.read_range(desc["path"], piece["start"], piece["end"]), piece["line0"])
+    return _chunk(desc, range_io.read_range(desc["path"], piece["start"], piece["end"], desc.get("storage_options")), piece["line0"])
 
 
 def where(desc: InputDescription, piece: dict[str, Any]) -> str:
@@ -191,7 +193,7 @@ def split(desc: InputDescription, piece: dict[str, Any]) -> list[dict[str, Any]]
         return _stuck_per_half(piece, range_sql.split(desc, piece))
     if desc["kind"] == "parquet":
         return range_parquet.split(piece)
-    data = range_io.read_range(desc["path"], piece["start"], piece["end"])
+    data = range_io.read_range(desc["path"], piece["start"], piece["end"], desc.get("storage_options"))
     shape = layout(desc)
     quote = bytes([shape.quote]) if shape.quote is not None else None
     cut = blocks.middle_boundary(data, quote, desc.get("dialect") if quote is not None else None)
@@ -217,7 +219,7 @@ def _stuck_per_half(piece: dict[str, Any], halves: list[dict[str, Any]] | None) 
             {**right, "stuck": {i - cut: m for i, m in stuck.items() if i >= cut}}]
 
 
-def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, str], run_id: str, reason: str) -> dict[str, Any]:
+def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, range_io.Where], run_id: str, reason: str) -> dict[str, Any]:
     """The outcome of a one-record range that killed its worker every time: its DLQ line
     (stage ``worker``, as the single-driver mode writes it), without processing it."""
     if desc["kind"] == "parquet":
@@ -232,15 +234,10 @@ def isolate(desc: InputDescription, piece: dict[str, Any], staging: dict[str, st
             "sink_size": 0, "dlq_size": len(lines), "reasons": [[*error["reason"], 1]]}
 
 
-def probe(path: str | None, directories: list[str]) -> dict[str, Any]:
-    """What this worker's node sees of the input and the staging directories: distributed
-    mode needs every node to see the same file and the same (freshly made) directories,
-    which a path on one node's own disk is not."""
-    seen: list[int] | None = None
-    if path is not None:  # None: an SQL source, reached by its URL
-        try:
-            info = os.stat(path)
-            seen = [info.st_size, info.st_mtime_ns]
-        except OSError:
-            pass
-    return {"input": seen, "directories": all(os.path.isdir(d) for d in directories)}
+def probe(path: str | None, directories: Sequence[range_io.Where], storage_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What this worker's node sees of the input (a file's size and mtime, an object's size
+    and ETag; None for an SQL source, reached by its URL) and of the staging places:
+    distributed mode needs every node to see the same input and the same (freshly made)
+    staging, which a path on one node's own disk is not."""
+    seen = range_io.identity(path, storage_options) if path is not None else None
+    return {"input": seen, "directories": all(range_io.staging_visible(d) for d in directories)}

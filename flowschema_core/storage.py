@@ -324,7 +324,7 @@ class MultipartUpload:
 
     url: str
     upload_id: str
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False)  # credentials: never shown
 
     @classmethod
     def begin(cls, url: str, storage_options: Mapping[str, Any] | None = None) -> MultipartUpload:
@@ -336,6 +336,15 @@ class MultipartUpload:
         """Upload part ``number``; return what :meth:`complete` needs of it."""
         done = _s3_call(self.url, self.storage_options, "cannot write", "upload_part", UploadId=self.upload_id, PartNumber=number, Body=body)
         return {"PartNumber": number, "ETag": done["ETag"]}
+
+    def copy_part(self, number: int, source_url: str) -> dict[str, Any]:
+        """Make part ``number`` a server-side copy of the object at ``source_url`` (same
+        store, same credentials; no byte passes through this process): ``UploadPartCopy``."""
+        fs, path = filesystem(source_url, self.storage_options)
+        bucket, key, _ = fs.split_path(path)
+        done = _s3_call(self.url, self.storage_options, "cannot write", "upload_part_copy", UploadId=self.upload_id, PartNumber=number,
+                        CopySource={"Bucket": bucket, "Key": key})
+        return {"PartNumber": number, "ETag": done["CopyPartResult"]["ETag"]}
 
     def complete(self, parts: Sequence[Mapping[str, Any]]) -> None:
         """Make the object appear, made of ``parts`` (from :meth:`upload_part`) in number order."""

@@ -11,14 +11,16 @@ data, the driver only coordinates.
     for each range: ledger.acquire(size) ── descriptor ─► read, parse, validate,
                                                           write sink part + DLQ part
     ledger.release(size) ◄── counts, part names ◄─────────┘
-    commit: parts joined in range order by the kernel, renamed into place
+    commit: local file ─ parts joined in range order by the kernel, renamed into place
+            s3://      ─ a multipart upload: upload_group k ─────► part k from staged parts
+                         complete (part numbers, ETags) ◄──────────┘
 
 A Parquet input has no scan: describe reads its footers, and its ranges are units of row
 groups planned from them (:mod:`flowschema_core.range_parquet`).
 
-The driver holds descriptors, counts and part names: no record byte crosses it
+The driver holds descriptors, counts, part names and ETags: no record byte crosses it
 (``RunReport.bytes_through_driver == 0``). Paths must be reachable by every node under
-the same name (one machine, or a shared volume); all file I/O is in
+the same name (one machine, or a shared volume), or be ``s3://`` URLs; all I/O is in
 :mod:`flowschema_core.range_io`.
 
 Faults: an actor that dies takes its calls with it; the oldest call it held is charged
@@ -56,12 +58,12 @@ from flowschema_core.errors import (
     ConfigError,
     FlowSchemaError,
     InvalidRecordsError,
+    SinkError,
     WorkerCrashedError,
     WorkerPoolError,
 )
 from flowschema_core.ranges import RangeScan, combine, nominal_ranges
 from flowschema_core.report import RunReport
-from flowschema_core.sinks.base import remove_path
 from flowschema_core.sinks.csv import CSVSink
 from flowschema_core.sinks.jsonl import JSONLSink
 from flowschema_core.sources.base import ReadProgress
@@ -96,17 +98,25 @@ def unsupported(pipeline: Pipeline) -> str | None:
         reachable = range_sql.for_workers(source)
         if isinstance(reachable, str):
             return reachable
-    for where in (source, sink, errors):
+    remote = False
+    for where, role in ((source, "reads"), (sink, "writes"), (errors, "writes")):
         location = getattr(where, "path", "")
         if isinstance(location, str) and storage.is_remote(location):
-            return f"{getattr(where, 'name', location)} is in object storage, which distributed mode does not read or write yet"
+            remote = True
+            if not range_io.is_multipart(location):
+                return (f"{getattr(where, 'name', location)} is a {storage.scheme(location)}:// URL; distributed mode {role} local "
+                        "files and s3:// objects only (other stores run in the single-driver mode)")
+    if remote and pipeline.checkpoint:  # its state would hold the storage options (credentials) and local staging
+        return "checkpoint= with s3:// inputs or outputs is not supported in distributed mode yet"
     path = getattr(source, "path", None)
     if isinstance(source, ParquetSource):
+        if storage.is_remote(source.path):
+            return f"{source.name} is in object storage: distributed mode reads local Parquet files only (for now)"
         if (why := range_parquet.unsupported(source)) is not None:
             return why
         if pipeline.record_timeout:  # a unit is read in record batches: the beacon counts one call's records
             return "record_timeout= with a Parquet source is not supported in distributed mode yet"
-    elif path is not None and (not os.path.isfile(path) or path.startswith("/dev/")):
+    elif path is not None and not storage.is_remote(path) and (not os.path.isfile(path) or path.startswith("/dev/")):
         return f"the source {path} is not a regular file (distributed mode needs a file every node can open by its path)"
     if type(sink) not in (JSONLSink, CSVSink):
         return f"the sink is a {type(sink).__name__}; distributed mode writes JSONLSink and CSVSink files"
@@ -131,7 +141,7 @@ class DistributedRun:
         self.ledger = ByteLedger(pipeline.max_bytes_in_flight)
         self.error_groups = ErrorGroups()
         self.actors: list[_RangeActor] = []
-        self.staging: dict[str, str] = {}
+        self.staging: dict[str, range_io.Where] = {}
         self.outcomes: dict[int, dict[str, Any]] = {}  # settled pieces of ranges by start offset: counts, reasons, parts
         self.complete: dict[int, list[int]] = {}  # ranges whose pieces all settled: index -> their pieces' starts
         self.prefix = _Prefix()
@@ -162,7 +172,7 @@ class DistributedRun:
             if ck.saved["phase"] == "done":
                 outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
                 for directory in ck.staging_names(outputs).values():  # left if the run was killed just after marking it done
-                    remove_path(directory)
+                    range_io.remove_staging(directory)
                 return RunReport(**ck.saved["report"])
         # Connected first: ray.init installs its own (C++) SIGTERM handler, which would
         # replace the run's if it came after.
@@ -206,6 +216,7 @@ class DistributedRun:
                 self._commit_dlq_prefix()
             raise
         finally:
+            self._stop_actors()  # first: an actor still in a range would write its part after the clean-up
             # A checkpointed run keeps its parts and records its settled ranges for the resume.
             keep = ck is not None and not done and self.plan_state is not None
             if keep:
@@ -215,9 +226,8 @@ class DistributedRun:
                 except Exception as exc:  # noqa: BLE001 - the state of the last save still holds
                     log.warning("could not save the checkpoint on the way out: %s", exc)
             else:
-                for directory in self.staging.values():
-                    remove_path(directory)
-            self._stop_actors()
+                for staging in self.staging.values():
+                    range_io.remove_staging(staging)
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)
             if not fallback:
@@ -233,23 +243,24 @@ class DistributedRun:
         # (the DLQ keeps naming the source as the user did).
         source = copy.copy(self.source)
         if isinstance(source, (CSVSource, JSONLSource, ParquetSource)):
-            source.path = os.path.abspath(source.path)
+            source.path = range_io.absolute(source.path)
         elif isinstance(source, SQLSource):
             source = range_sql.for_workers(source)  # type: ignore[assignment]  # unsupported() checked it is not a reason
-        outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
+        outputs = {"sink": self.sink, "dlq": self.errors}
         resuming = ck is not None and ck.saved is not None
-        if ck is not None:
-            self.staging = ck.staging(outputs, fresh=not resuming)
+        if ck is not None:  # local outputs only (unsupported() says so)
+            self.staging = dict(ck.staging({key: sink.path for key, sink in outputs.items()}, fresh=not resuming))  # type: ignore[attr-defined]
         else:
-            self.staging = {key: range_io.make_staging(path) for key, path in outputs.items()}
-        refused = self._probe(getattr(source, "path", None))
+            for key, output in outputs.items():  # one by one: the finally removes what was made
+                self.staging[key] = range_io.make_staging(output.path, output.storage_options)  # type: ignore[attr-defined]
+        refused = self._probe(source)
         if resuming:
             assert ck is not None and ck.saved is not None
             if refused is not None:
                 raise ConfigError(f"cannot resume checkpoint {ck.store.directory} in distributed mode: {refused}")
             saved = ck.saved["ranges"]
             desc, ranges = saved["desc"], saved["plan"]
-            self.kept = ck.kept(self.staging)
+            self.kept = ck.kept(self.staging)  # type: ignore[arg-type]  # local staging (a checkpoint's)
         else:
             desc = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
                     else {"refused": refused})
@@ -318,29 +329,45 @@ class DistributedRun:
             raise WorkerPoolError(f"a Ray actor could not start: {exc}") from exc
         self.report.workers = len(self.actors)
 
-    def _probe(self, path: str | None) -> str | None:
-        """Why the actors cannot share files with the driver, or None: each must see the
-        input file (if any: an SQL source is reached by its URL) as the driver does and the
-        staging directories the driver just made."""
-        info = os.stat(path) if path is not None else None
-        seen = self.ray.get([a.handle.probe.remote(path, list(self.staging.values())) for a in self.actors])
+    def _probe(self, source: Any) -> str | None:
+        """Why the actors cannot share the input and the staging with the driver, or None:
+        each must see the input as the driver does (a file's size and mtime; an object's
+        size and ETag; nothing for an SQL source, reached by its URL) and the staging
+        places the driver just made."""
+        path, options = getattr(source, "path", None), getattr(source, "storage_options", None)
+        expected = None
+        if path is not None:
+            mine = storage.identity(path, options) if storage.is_remote(path) else None  # the driver's own errors are the user's to see
+            expected = sorted(mine.items()) if mine is not None else range_io.identity(path)
+        staging = list(self.staging.values())
+        seen = self.ray.get([a.handle.probe.remote(path, staging, options) for a in self.actors])
         for answer in seen:
-            if (info is not None and answer["input"] != [info.st_size, info.st_mtime_ns]) or not answer["directories"]:
-                return ("the input or the output directories are not the same on every node (a path on one node's own disk?); "
-                        "distributed mode needs a shared volume mounted at the same path on every node")
+            if answer["input"] != expected or not answer["directories"]:
+                return ("the input or the outputs' staging are not the same on every node (a path on one node's own disk, or "
+                        "another object store endpoint or credentials in a node's environment?); distributed mode needs a "
+                        "shared volume mounted at the same path on every node, or s3:// URLs every node reaches")
         return None
 
     def _new_actor(self) -> _RangeActor:
         handle = self.actor_cls.remote(self.spec_ref, self.sys_path)
         return _RangeActor(handle, handle.ready.remote())
 
-    def _stop_actors(self) -> None:
+    def _stop_actors(self, timeout: float = 30.0) -> None:
+        """Kill the actors and wait (up to ``timeout``) until the calls they held have
+        failed, i.e. until they are gone: after a failed run some are still inside a range,
+        and on S3 a part they write after the staging prefix was removed would stay."""
+        held = [ref for actor in self.actors for ref in actor.calls]
         for actor in self.actors:
             try:
                 self.ray.kill(actor.handle, no_restart=True)
             except Exception:  # noqa: BLE001 - already dead: nothing to stop
                 pass
         self.actors = []
+        if held:
+            try:
+                self.ray.wait(held, num_returns=len(held), timeout=timeout)
+            except Exception:  # noqa: BLE001 - Ray itself is going away: nothing left to wait for
+                pass
 
     def _replace(self, dead: _RangeActor) -> None:
         self.actors.remove(dead)
@@ -565,20 +592,55 @@ class DistributedRun:
         starts = sorted(start for i in range(self.prefix.ranges) for start in self.complete[i])
         parts = [self.outcomes[s]["dlq_part"] for s in starts if self.outcomes[s]["dlq_part"]]
         assert self.plan_state is not None
-        desc = self.plan_state["desc"]
-        mode = os.stat(desc["path"]).st_mode & 0o777 if "path" in desc else None  # as _commit
-        range_io.commit(self.errors.path, b"", self.staging["dlq"], parts, mode)  # type: ignore[attr-defined]
+        self._commit_output("dlq", self.errors, b"", parts, self._mode_limit(self.plan_state["desc"]))
 
     def _commit(self, desc: dict[str, Any]) -> None:
-        """The sink, then the DLQ, each whole under its final name or not at all."""
-        mode = os.stat(desc["path"]).st_mode & 0o777 if "path" in desc else None  # outputs no more readable than an input file
+        """The sink, then the DLQ, each whole under its final name or not at all: a local
+        file by the kernel's concatenation and a rename, an S3 object by a multipart upload."""
+        mode = self._mode_limit(desc)
         fields = list(self.pipeline.model.model_fields)
         outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
         # The CSV header is what the sink itself writes first (its own encoding of the names).
         head = self.sink._header(fields) if isinstance(self.sink, CSVSink) else b""
         for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b"")):
-            parts = [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]]
-            range_io.commit(sink.path, first, self.staging[key], parts, mode)  # type: ignore[attr-defined]
+            self._commit_output(key, sink, first, [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]], mode)
+
+    @staticmethod
+    def _mode_limit(desc: dict[str, Any]) -> int | None:
+        """Local outputs are no more readable than a local input file (an SQL source or a URL: no limit)."""
+        return range_io.mode_limit(desc["path"]) if "path" in desc else None
+
+    def _commit_output(self, key: str, sink: Any, head: bytes, parts: list[str], mode: int | None) -> None:
+        """``head`` + ``parts`` under ``sink``'s final name: a multipart upload on S3, else joined locally."""
+        staging = range_io.place(self.staging[key])
+        if range_io.is_multipart(sink.path):
+            self._upload(range_io.Place(sink.path, sink.storage_options), head, staging, parts)
+        else:
+            range_io.commit(sink.path, head, staging, parts, mode)
+
+    def _upload(self, final: range_io.Place, head: bytes, staging: range_io.Place, parts: list[str]) -> None:
+        """Commit an S3 output: one multipart upload whose parts the actors make from the
+        staged parts (grouped to S3's 5 MiB minimum), completed here, or aborted."""
+        if not parts:
+            range_io.put_object(final, head)
+            return
+        sizes = range_io.part_sizes(staging)
+        missing = [name for name in parts if name not in sizes]
+        if missing:
+            raise SinkError(f"{final}: {len(missing)} committed part(s) are missing under {staging} (e.g. {missing[0]}); was the "
+                            "staging prefix removed by another process or a lifecycle rule?")
+        groups = range_io.upload_groups([(name, sizes[name]) for name in parts])
+        upload = storage.MultipartUpload.begin(final.location, final.storage_options)
+        try:
+            tasks = [_Task("upload_group", (upload, k + 1, staging, group, head if k == 0 else b""), sum(size for _, size in group))
+                     for k, group in enumerate(groups)]
+            upload.complete(self._run_tasks(tasks))
+        except BaseException:
+            upload.abort()
+            raise
+        copies = sum(range_io.copied(group, head if k == 0 else b"") for k, group in enumerate(groups))
+        self.report.notes.append(f"{final}: {len(parts)} range parts committed as a multipart upload of {len(groups)} parts "
+                                 f"({copies} copied server-side)")
 
     def _measure(self, sampler: Sampler, elapsed: float) -> None:
         report = self.report

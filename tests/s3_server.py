@@ -130,3 +130,25 @@ class MotoServer:
                     self.process.wait(timeout=10)
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- what a test asks the server, with a client of its own (not the code under test) -------
+
+
+def put(s3: S3Endpoint, bucket: str, key: str, data: bytes) -> str:
+    s3.client().put_object(Bucket=bucket, Key=key, Body=data)  # type: ignore[attr-defined]
+    return f"s3://{bucket}/{key}"
+
+
+def get(s3: S3Endpoint, bucket: str, key: str) -> bytes:
+    return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined,no-any-return]
+
+
+def keys(s3: S3Endpoint, bucket: str) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
+    return sorted(o["Key"] for o in listing.get("Contents", []))
+
+
+def pending_uploads(s3: S3Endpoint, bucket: str) -> list[str]:
+    """The keys of multipart uploads begun and neither completed nor aborted."""
+    return [u["Key"] for u in s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]  # type: ignore[attr-defined]

@@ -30,28 +30,10 @@ from flowschema_core import cli, registry, storage
 from flowschema_core.errors import ConfigError, InvalidRecordsError, MissingDependencyError, SinkError, SourceError
 from tests.helpers import dlq_without_run_fields
 from tests.integration.pipeline_models import Item, write_items_csv
-from tests.s3_server import S3Endpoint
+from tests.s3_server import S3Endpoint, get, keys, pending_uploads, put
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 300  # enough for several chunks at chunk_bytes="2KiB", a second to run
-
-
-def put(s3: S3Endpoint, bucket: str, key: str, data: bytes) -> str:
-    s3.client().put_object(Bucket=bucket, Key=key, Body=data)  # type: ignore[attr-defined]
-    return f"s3://{bucket}/{key}"
-
-
-def get(s3: S3Endpoint, bucket: str, key: str) -> bytes:
-    return s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[attr-defined,no-any-return]
-
-
-def keys(s3: S3Endpoint, bucket: str) -> list[str]:
-    listing = s3.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
-    return sorted(o["Key"] for o in listing.get("Contents", []))
-
-
-def pending_uploads(s3: S3Endpoint, bucket: str) -> list[str]:
-    return [u["Key"] for u in s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads", [])]  # type: ignore[attr-defined]
 
 
 def run(source: fs.Source, sink: fs.Sink, errors: fs.Sink, **kwargs: Any) -> fs.RunReport:
@@ -229,6 +211,51 @@ def test_parts_of_one_upload_can_come_from_elsewhere_in_any_order(s3, s3_bucket)
     doomed.upload_part(1, b"x")
     doomed.abort()
     assert keys(s3, s3_bucket) == ["parts.bin"] and pending_uploads(s3, s3_bucket) == []
+
+
+def test_staged_parts_commit_as_one_upload_of_grouped_parts(s3, s3_bucket):
+    """Distributed mode's S3 commit, each step in this process (the Ray tests run it on
+    actors): parts staged under a prefix, grouped to S3's 5 MiB minimum, a large part copied
+    server-side, small ones joined, the header first; the server refuses a small non-last part."""
+    from flowschema_core import range_io
+
+    url, options = f"s3://{s3_bucket}/out/o.csv", s3.storage_options()
+    staging = range_io.make_staging(url, options)
+    assert staging.location.startswith(f"s3://{s3_bucket}/out/.o.csv.") and staging.location.endswith(".staging")
+    assert options["secret"] not in repr(staging) and range_io.staging_visible(pickle.loads(pickle.dumps(staging)))
+    data = {"p0": os.urandom(6 << 20), "p1": b"small\n", "p2": os.urandom(3 << 20), "p3": os.urandom(3 << 20), "p4": b"tail\n"}
+    for name, body in data.items():
+        range_io.write_part(staging, name, body)
+    sizes = range_io.part_sizes(staging)
+    assert sizes == {**{name: len(body) for name, body in data.items()}, range_io.MARKER: 0}
+    groups = range_io.upload_groups([(name, sizes[name]) for name in data])
+    assert [[name for name, _ in group] for group in groups] == [["p0"], ["p1", "p2", "p3"], ["p4"]]
+    before = None  # what the final key holds: nothing, then the first round's object until the second completes
+    for head, copies in ((b"", [True, False, False]), (b"id,name\n", [False, False, False])):
+        assert [range_io.copied(group, head if k == 0 else b"") for k, group in enumerate(groups)] == copies
+        upload = storage.MultipartUpload.begin(url, options)
+        assert options["secret"] not in repr(upload)  # it travels to the actors as a task argument
+        parts = [range_io.upload_group(upload, k + 1, staging, group, head if k == 0 else b"") for k, group in enumerate(groups)]
+        assert pending_uploads(s3, s3_bucket) == ["out/o.csv"]
+        assert (get(s3, s3_bucket, "out/o.csv") if "out/o.csv" in keys(s3, s3_bucket) else None) == before
+        upload.complete(parts)
+        before = get(s3, s3_bucket, "out/o.csv")
+        assert before == head + b"".join(data.values())
+    range_io.remove_staging(staging)
+    assert keys(s3, s3_bucket) == ["out/o.csv"] and pending_uploads(s3, s3_bucket) == []
+    range_io.put_object(range_io.Place(f"s3://{s3_bucket}/out/empty.jsonl", options), b"")  # an output with no part
+    assert get(s3, s3_bucket, "out/empty.jsonl") == b""
+
+
+def test_upload_groups_keep_order_and_grow_past_the_part_limit():
+    from flowschema_core.range_io import UPLOAD_PART_MIN, UPLOAD_PARTS_MAX, upload_groups
+
+    assert upload_groups([]) == []
+    assert upload_groups([("a", 1), ("b", 2)]) == [[("a", 1), ("b", 2)]]  # one small last part is allowed
+    many = [(f"{i:05d}", 1 << 20) for i in range(60_000)]  # 60,000 MiB: 5 MiB parts would be 12,000
+    groups = upload_groups(many)
+    assert [name for group in groups for name, _ in group] == [name for name, _ in many]
+    assert len(groups) <= UPLOAD_PARTS_MAX and all(sum(s for _, s in g) >= UPLOAD_PART_MIN for g in groups[:-1])
 
 
 def test_an_output_on_another_fsspec_store_is_moved_into_place_on_commit():

@@ -6,14 +6,15 @@ start --block`` in its own process group with its own ``--temp-dir``; teardown e
 process trees and any process whose command line names one of the temp dirs, so it never
 stops another Ray on the machine (the session's local Ray, or another user's) the way
 ``ray stop --force`` would. The input, the outputs
-and the staging parts live in one directory both nodes reach (one machine's disk), so the
-job runs in distributed mode: actors read and write, the driver moves no record.
+and the staging parts live on the session's S3 server (moto on loopback, its endpoint and
+credentials given to the job as ``--storage-options``), so the job runs in distributed
+mode: actors read ranges and write parts, the driver moves no record and completes the
+multipart uploads.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema
 
 import flowschema_core as fs
 from flowschema_ray.local_cluster import LocalCluster, ray_cli
+from tests.s3_server import get, keys, pending_uploads, put
 
 pytest.importorskip("psutil", reason="LocalCluster stops its nodes with psutil")
 
@@ -54,17 +56,17 @@ def _working_dir(dest):
     return dest
 
 
-def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):  # the first test: the next one stops a node
+def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path, s3, s3_bucket):  # the first test: the next one stops a node
     url, env, _, _ = head_node
-    data = tmp_path / "data"
-    data.mkdir()
-    source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
+    source = tmp_path / "orders.csv"
     sys.path.insert(0, str(ROOT))
     try:
         from examples.generate_orders import generate_orders_csv
     finally:
         sys.path.remove(str(ROOT))
     bad = generate_orders_csv(source, ROWS, seed=7)
+    s3_source = put(s3, s3_bucket, "in/orders.csv", source.read_bytes())
+    sink, errors = f"s3://{s3_bucket}/out/orders.jsonl", f"s3://{s3_bucket}/out/orders.errors.jsonl"
     job_id = f"flowschema-e2e-{uuid.uuid4().hex[:8]}"
     ray = ray_cli()
     submit_env = {**env, "RAY_AUTH_MODE": "token"}
@@ -72,8 +74,8 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
     done = subprocess.run(
         [ray, "job", "submit", "--address", url, "--submission-id", job_id,
          "--working-dir", str(_working_dir(tmp_path / "wd")), "--runtime-env-json", runtime_env, "--",
-         "python", "examples/ray_job.py", "--source", str(source), "--sink", str(sink), "--errors", str(errors),
-         "--chunk-bytes", "256KiB"],
+         "python", "examples/ray_job.py", "--source", s3_source, "--sink", sink, "--errors", errors,
+         "--chunk-bytes", "256KiB", "--storage-options", json.dumps(s3.storage_options())],
         env=submit_env, capture_output=True, text=True, timeout=240,
     )
     logs = done.stdout + done.stderr
@@ -86,22 +88,25 @@ def test_ray_job_submit_runs_the_example_on_a_real_cluster(head_node, tmp_path):
     # Distributed mode: one actor on each node read and wrote the data; none crossed the driver.
     assert report["bytes_through_driver"] == 0
     assert any(note.startswith("distributed mode:") for note in report["notes"])
+    assert any(note.startswith(f"{sink}: ") and "multipart upload" in note for note in report["notes"])
     assert report["rows_read"] == ROWS == report["rows_valid"] + report["rows_invalid"] + report["rows_filtered"]
     assert report["rows_invalid"] == sum(bad.values())
     assert report["invalid_by_stage"]["parse"] == bad["ragged_short"] + bad["ragged_long"]
-    with open(sink, encoding="utf-8") as f:
-        valid_ids = [json.loads(line)["order_id"] for line in f]
-    with open(errors, encoding="utf-8") as f:
-        dlq = [json.loads(line) for line in f]
-    assert len(valid_ids) == report["rows_valid"] and len(set(valid_ids)) == len(valid_ids)
-    assert len(dlq) == report["rows_invalid"]
 
-    # Same bytes as a local inline run of the same file.
+    # Same bytes as a local inline run of the same file; nothing else left in the bucket.
     from examples.orders_model import Order
 
-    inline_sink = tmp_path / "inline.jsonl"
-    fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(tmp_path / "inline.errors.jsonl"), executor="inline").run()
-    assert sink.read_bytes() == inline_sink.read_bytes()
+    inline_sink, inline_errors = tmp_path / "inline.jsonl", tmp_path / "inline.errors.jsonl"
+    fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(inline_errors), executor="inline").run()
+    assert get(s3, s3_bucket, "out/orders.jsonl") == inline_sink.read_bytes()
+    assert _dlq(get(s3, s3_bucket, "out/orders.errors.jsonl")) == _dlq(inline_errors.read_bytes()) != []
+    assert keys(s3, s3_bucket) == ["in/orders.csv", "out/orders.errors.jsonl", "out/orders.jsonl"]
+    assert pending_uploads(s3, s3_bucket) == []
+
+
+def _dlq(data: bytes) -> list[dict]:
+    """DLQ records without the fields that differ between runs and places (run_id, ts, source)."""
+    return [{k: v for k, v in json.loads(line).items() if k not in ("run_id", "ts", "source")} for line in data.splitlines()]
 
 
 _NODE_LOSS_JOB = """
@@ -109,6 +114,7 @@ import os, sys, time
 sys.path.insert(0, os.getcwd())
 import flowschema_core as fs
 from examples.orders_model import Order
+from flowschema_core import storage
 from flowschema_ray import RayExecutor
 
 class Slow(fs.Hook):
@@ -117,19 +123,19 @@ class Slow(fs.Hook):
         return record
 
 source, sink, errors = sys.argv[1:4]
-report = fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(sink), fs.JSONLSink(errors), hooks=[Slow()],
+options = storage.options(sys.argv[4])
+report = fs.Pipeline(fs.CSVSource(source, storage_options=options), Order, fs.JSONLSink(sink, storage_options=options),
+                     fs.JSONLSink(errors, storage_options=options), hooks=[Slow()],
                      executor=RayExecutor(address="auto", num_actors=2, distributed=True), chunk_bytes="32KiB").run()
 print(report.to_json())
 """
 
 
-def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_path):
-    """Stop the second node (its whole process tree) once parts are being written: its
-    actor dies, its ranges are redone by the actor on the head node, the output is exact."""
+def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_path, s3, s3_bucket):
+    """Stop the second node (its whole process tree) once parts are being written to S3:
+    its actor dies, its ranges are redone by the actor on the head node, the output is exact."""
     url, env, _, stop_worker_node = head_node
-    data = tmp_path / "data"
-    data.mkdir()
-    source, sink, errors = data / "orders.csv", data / "out.jsonl", data / "errors.jsonl"
+    source = tmp_path / "orders.csv"
     sys.path.insert(0, str(ROOT))
     try:
         from examples.generate_orders import generate_orders_csv
@@ -138,6 +144,8 @@ def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_
         sys.path.remove(str(ROOT))
     rows = ROWS // 4  # ~1 ms a record: a few seconds of work per actor
     generate_orders_csv(source, rows, seed=3)
+    s3_source = put(s3, s3_bucket, "in/orders.csv", source.read_bytes())
+    sink, errors = f"s3://{s3_bucket}/out.jsonl", f"s3://{s3_bucket}/errors.jsonl"
     wd = _working_dir(tmp_path / "wd")
     (wd / "node_loss_job.py").write_text(_NODE_LOSS_JOB, encoding="utf-8")
     job_id = f"flowschema-node-loss-{uuid.uuid4().hex[:8]}"
@@ -146,13 +154,20 @@ def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_
     runtime_env = json.dumps({"env_vars": {"RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1"}})
     done = subprocess.run(
         [ray, "job", "submit", "--no-wait", "--address", url, "--submission-id", job_id, "--working-dir", str(wd),
-         "--runtime-env-json", runtime_env, "--", "python", "node_loss_job.py", str(source), str(sink), str(errors)],
+         "--runtime-env-json", runtime_env, "--", "python", "node_loss_job.py", s3_source, sink, errors,
+         json.dumps(s3.storage_options())],
         env=submit_env, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    deadline = time.monotonic() + 180
-    while not any(len(os.listdir(p)) >= 2 for p in data.glob(".out.jsonl.*.tmp") if p.is_dir()):  # ranges being written
+    deadline, checked = time.monotonic() + 180, time.monotonic()
+    while sum(key.startswith(".out.jsonl.") and key.endswith(".part") for key in keys(s3, s3_bucket)) < 2:  # ranges being written
         assert time.monotonic() < deadline, "the job wrote no parts within 180 s"
+        if time.monotonic() - checked > 5:  # a job that died early: say why now, not after the deadline
+            checked = time.monotonic()
+            status = subprocess.run([ray, "job", "status", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+            if "failed" in (status.stdout + status.stderr).lower():
+                logs = subprocess.run([ray, "job", "logs", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
+                pytest.fail(f"the job failed before writing parts:\n{logs.stdout[-4000:]}")
         time.sleep(0.2)
     stop_worker_node()
     deadline = time.monotonic() + 240
@@ -170,5 +185,7 @@ def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_
     assert report["rows_read"] == rows == report["rows_valid"] + report["rows_invalid"]
     inline_sink, inline_errors = tmp_path / "inline.jsonl", tmp_path / "inline.errors.jsonl"
     fs.Pipeline(fs.CSVSource(source), Order, fs.JSONLSink(inline_sink), fs.JSONLSink(inline_errors), executor="inline").run()
-    assert sink.read_bytes() == inline_sink.read_bytes()
-    assert len(errors.read_text().splitlines()) == len(inline_errors.read_text().splitlines()) == report["rows_invalid"]
+    assert get(s3, s3_bucket, "out.jsonl") == inline_sink.read_bytes()
+    assert _dlq(get(s3, s3_bucket, "errors.jsonl")) == _dlq(inline_errors.read_bytes())
+    assert len(_dlq(inline_errors.read_bytes())) == report["rows_invalid"]
+    assert keys(s3, s3_bucket) == ["errors.jsonl", "in/orders.csv", "out.jsonl"] and pending_uploads(s3, s3_bucket) == []

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 
 import flowschema_core as fs
 from flowschema_core import range_io, range_parquet, range_work
-from flowschema_core.sinks.base import remove_path
 from flowschema_core.worker import ChunkProcessor, WorkerSpec
 from tests.helpers import write_messy_parquet
 from tests.integration.pipeline_models import DropEven, Item
@@ -105,7 +104,7 @@ def run_in_units(source, model, sink_path, dlq_path, range_bytes, *, hooks=(), n
     for key in ("sink", "dlq"):
         range_io.commit(str(sink_path if key == "sink" else dlq_path), b"", staging[key],
                         sorted(o[f"{key}_part"] for o in outs if o[f"{key}_part"]), None)
-        remove_path(staging[key])
+        range_io.remove_staging(staging[key])
     return plan, outs
 
 
@@ -174,10 +173,10 @@ def test_isolate_writes_the_record_of_a_row_that_killed_its_actor(tmp_path):
     staging = {"dlq": range_io.make_staging(str(tmp_path / "dlq.jsonl"))}
     out = range_work.isolate(desc, row, staging, "r1", "the Ray actor died on this record 3 times")
     assert (out["seen"], out["invalid"], out["reasons"]) == (1, 1, [["worker", "worker_crashed", "", 1]])
-    [record] = [json.loads(line) for line in open(os.path.join(staging["dlq"], out["dlq_part"]))]
+    [record] = [json.loads(line) for line in open(os.path.join(staging["dlq"].location, out["dlq_part"]))]
     assert (record["record"], record["line"], record["stage"]) == (12, None, "worker")
     assert record["raw"] == {"id": 12, "name": "poison-x", "price": "12.12", "note": "note 12"}
-    remove_path(staging["dlq"])
+    range_io.remove_staging(staging["dlq"])
 
 
 def test_a_file_changed_after_planning_fails_the_unit_as_an_accounting_error(tmp_path):
@@ -190,9 +189,9 @@ def test_a_file_changed_after_planning_fails_the_unit_as_an_accounting_error(tmp
     processor = ChunkProcessor(WorkerSpec(Item))
     with pytest.raises(fs.AccountingError, match="planned 20 records"):
         range_work.process(processor, desc, vars(units[1]), staging, "r1", 0)
-    assert os.listdir(staging["sink"]) == os.listdir(staging["dlq"]) == []  # what it had written is gone, not a part
+    assert os.listdir(staging["sink"].location) == os.listdir(staging["dlq"].location) == []  # what it had written is gone, not a part
     for directory in staging.values():
-        remove_path(directory)
+        range_io.remove_staging(directory)
 
 
 def test_an_empty_file_gives_empty_outputs_as_the_single_driver_run(tmp_path):

@@ -16,7 +16,6 @@ from pydantic import BaseModel
 import flowschema_core as fs
 from flowschema_core import range_io, range_work
 from flowschema_core.ranges import combine, nominal_ranges
-from flowschema_core.sinks.base import remove_path
 from flowschema_core.worker import ChunkProcessor, WorkerSpec
 
 
@@ -47,8 +46,8 @@ def run_in_ranges(source, sink_path, dlq_path, range_bytes, run_id="r1", model=R
     dlq_parts = [o["dlq_part"] for o in outs if o["dlq_part"]]
     range_io.commit(sink_path, b"", staging["sink"], sink_parts, None)
     range_io.commit(dlq_path, b"", staging["dlq"], dlq_parts, None)
-    for directory in staging.values():
-        remove_path(directory)
+    for place in staging.values():
+        range_io.remove_staging(place)
     return result, outs
 
 
