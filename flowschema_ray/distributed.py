@@ -259,7 +259,7 @@ class DistributedRun:
             if refused is not None:
                 raise ConfigError(f"cannot resume checkpoint {ck.store.directory} in distributed mode: {refused}")
             saved = ck.saved["ranges"]
-            desc, ranges = saved["desc"], saved["plan"]
+            desc, ranges = {**saved["desc"], **_unsaved(source)}, saved["plan"]
             self.kept = ck.kept(self.staging)  # type: ignore[arg-type]  # local staging (a checkpoint's)
         else:
             desc = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
@@ -299,7 +299,8 @@ class DistributedRun:
         """The checkpoint's record of the ranges: the plan and the settled ranges' outcomes."""
         assert self.plan_state is not None
         done = {str(i): [self.outcomes[start] for start in starts] for i, starts in self.complete.items()}
-        return {**self.plan_state, "done": done}
+        desc = {key: value for key, value in self.plan_state["desc"].items() if key not in _UNSAVED}
+        return {**self.plan_state, "desc": desc, "done": done}
 
     # -- actors --------------------------------------------------------------------
     def _start_actors(self) -> None:
@@ -659,6 +660,18 @@ class _Prefix:
     def __init__(self) -> None:
         self.ranges = self.read = self.invalid = 0
         self.reasons: collections.Counter[tuple[str, str, str]] = collections.Counter()
+
+
+#: What an input description holds that its checkpoint does not: an SQL source object
+#: (not JSON; rebuilt from the pipeline's) and storage options (they may hold credentials).
+_UNSAVED = ("source", "storage_options")
+
+
+def _unsaved(source: Any) -> dict[str, Any]:
+    """The description's unsaved entries, from the resumed run's own source."""
+    if isinstance(source, SQLSource):
+        return {"source": source}
+    return {"storage_options": dict(getattr(source, "storage_options", None) or {})}
 
 
 class _Task:
