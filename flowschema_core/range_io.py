@@ -35,6 +35,7 @@ import contextlib
 import math
 import os
 import posixpath
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -269,7 +270,13 @@ def remove_staging(staging: Where) -> None:
     that cannot be removed holds only invisible parts, never the final name)."""
     staging = place(staging)
     if not staging.remote:
+        # An actor killed a moment ago may still be renaming a part in: the tree is removed
+        # again until it is gone (once it is, a late part has no directory to land in).
+        deadline = time.monotonic() + 10
         remove_path(staging.location)
+        while os.path.exists(staging.location) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            remove_path(staging.location)
         return
     with contextlib.suppress(Exception):
         fs, path = _fs(staging)

@@ -28,12 +28,18 @@ from __future__ import annotations
 import copy
 import itertools
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from . import codec
+from .errors import SourceError
 from .kinds import rows as rows_kind
 from .sources.sql import SQLSource, _decode_key, _encode_key
 from .sql_engine import create_engine, import_sqlalchemy, normalise_url
+from .worker import Batch
+
+if TYPE_CHECKING:
+    from .worker import ChunkProcessor
 
 #: Rows sampled to estimate a row's size (what sets the rows per unit).
 SAMPLE_ROWS = 1000
@@ -107,19 +113,43 @@ def _boundaries(source: SQLSource, step: int) -> list[tuple[Any, int, int]]:
                              sa.func.count().over().label("total")).subquery("flowschema_numbered")
         query = (sa.select(numbered.c.k, numbered.c.rn, numbered.c.total)
                  .where(sa.or_(numbered.c.rn % step == 0, numbered.c.rn == numbered.c.total)).order_by(numbered.c.rn))
-        return [(k, int(rn), int(total)) for k, rn, total in conn.execute(query, source.params)]
+        found = [(k, int(rn), int(total)) for k, rn, total in conn.execute(query, source.params)]
+    if any(k is None for k, _, _ in found):  # as the single-driver mode says it (NULLs sort last on PostgreSQL)
+        raise SourceError(f"{source.name}: a row has no value in the key column {source.key!r}; the key must be unique and NOT NULL")
+    return found
 
 
-def read_rows(desc: dict[str, Any], piece: dict[str, Any]) -> tuple[list[Any], list[str] | None]:
-    """The rows of one unit, in key order, and their field names."""
+def pages(desc: dict[str, Any], piece: dict[str, Any]) -> Iterator[tuple[list[Any], list[str] | None]]:
+    """The rows of one unit, in key order, ``batch_rows`` at a time (the source's keyset
+    pages), with their field names: a unit larger than its estimate (rows that grow
+    along the table) is never held whole."""
     source = _with_engine(desc["source"].bounded(piece["after"], piece["upto"]))
-    rows = [row for _, row in source.records()]
-    return rows, source.fields
+    rows: list[Any] = []
+    for _, row in source.records():
+        rows.append(row)
+        if len(rows) == source.batch_rows:
+            yield rows, source.fields
+            rows = []
+    if rows:
+        yield rows, source.fields
+
+
+def batches(processor: ChunkProcessor, desc: dict[str, Any], piece: dict[str, Any]) -> Iterator[Batch]:
+    """``piece``'s rows parsed and validated as the single-driver mode does (the rows
+    kind), a :class:`~flowschema_core.worker.Batch` per page, its records numbered from 0."""
+    for rows, fields in pages(desc, piece):
+        batch = Batch()
+        rows_kind.KIND.parse(rows_kind.chunk(rows, fields), processor, batch)
+        yield batch
 
 
 def chunk(desc: dict[str, Any], piece: dict[str, Any]) -> dict[str, Any]:
-    """The rows chunk the single-driver mode would send for this unit's rows."""
-    rows, fields = read_rows(desc, piece)
+    """The rows chunk the single-driver mode would send for this unit's rows (a unit of
+    one row: the record that killed its actor, for its DLQ line)."""
+    rows: list[Any] = []
+    fields: list[str] | None = None
+    for page, page_fields in pages(desc, piece):
+        rows, fields = rows + page, page_fields
     return rows_kind.chunk(rows, fields)
 
 
@@ -128,7 +158,7 @@ def split(desc: dict[str, Any], piece: dict[str, Any]) -> list[dict[str, Any]] |
     if piece["records"] < 2:
         return None
     source = _with_engine(desc["source"].bounded(piece["after"], piece["upto"]))
-    rows = [row for _, row in source.records()]
+    rows = [row for _, row in source.records()]  # a unit being narrowed down to a poison row: its keys are needed
     at = source.fields.index(source.key) if source.fields and source.key else 0
     mid = len(rows) // 2
     cut = _encode_key(rows[mid - 1][at])

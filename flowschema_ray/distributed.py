@@ -98,6 +98,8 @@ def unsupported(pipeline: Pipeline) -> str | None:
         reachable = range_sql.for_workers(source)
         if isinstance(reachable, str):
             return reachable
+        if pipeline.record_timeout:  # a range is read a page at a time: the beacon counts one page's records
+            return "record_timeout= with an SQL source is not supported in distributed mode yet"
     remote = False
     for where, role in ((source, "reads"), (sink, "writes"), (errors, "writes")):
         location = getattr(where, "path", "")
@@ -142,6 +144,7 @@ class DistributedRun:
         self.error_groups = ErrorGroups()
         self.actors: list[_RangeActor] = []
         self.staging: dict[str, range_io.Where] = {}
+        self.abandoned: list[Any] = []  # calls left running when a task loop ended early (see _run_tasks)
         self.outcomes: dict[int, dict[str, Any]] = {}  # settled pieces of ranges by start offset: counts, reasons, parts
         self.complete: dict[int, list[int]] = {}  # ranges whose pieces all settled: index -> their pieces' starts
         self.prefix = _Prefix()
@@ -268,7 +271,7 @@ class DistributedRun:
             ranges = []
             if refused is None and desc["kind"] == "sql":
                 # key ranges, planned by the describing actor (flowschema_core.range_sql); numbered as file ranges are
-                ranges = [{**unit, "index": i} for i, unit in enumerate(desc["units"])]
+                ranges = [{**unit, "index": i} for i, unit in enumerate(desc.pop("units"))]  # not in every call's description
             elif refused is None and desc["kind"] == "parquet":  # row groups, planned from the footers: nothing to scan
                 ranges = [asdict(r) for r in range_parquet.plan(desc, self.range_bytes).ranges]
             elif refused is None:
@@ -357,7 +360,7 @@ class DistributedRun:
         """Kill the actors and wait (up to ``timeout``) until the calls they held have
         failed, i.e. until they are gone: after a failed run some are still inside a range,
         and on S3 a part they write after the staging prefix was removed would stay."""
-        held = [ref for actor in self.actors for ref in actor.calls]
+        held = [ref for actor in self.actors for ref in actor.calls] + self.abandoned
         for actor in self.actors:
             try:
                 self.ray.kill(actor.handle, no_restart=True)
@@ -385,9 +388,26 @@ class DistributedRun:
         task's bytes within the ledger; redo a task whose actor died. ``on_result(task,
         result)`` and ``on_crash(task, exc)`` (a task that killed ``max_attempts`` actors)
         may return more tasks to run first. Returns the results in task order."""
-        ray = self.ray
         pending = collections.deque(tasks)
         inflight: dict[Any, tuple[_Task, _RangeActor]] = {}
+        try:
+            self._task_loop(pending, inflight, on_result, on_crash)
+        except BaseException:
+            # Leaving early (a failure, a stop, the error budget): the calls still out give
+            # their credits back and leave their actors' lines, since a commit may follow (the
+            # DLQ so far) and needs both; _stop_actors still waits for them to end.
+            for ref, (task, actor) in inflight.items():
+                self.ledger.release(task.cost)
+                if ref in actor.calls:
+                    actor.calls.remove(ref)
+                actor.exclusive = False
+                self.abandoned.append(ref)
+            raise
+        return [task.result for task in tasks]
+
+    def _task_loop(self, pending: collections.deque[_Task], inflight: dict[Any, tuple[_Task, _RangeActor]], on_result: Any,
+                   on_crash: Any) -> None:
+        ray = self.ray
         prefetch = self.executor.prefetch
         while pending or inflight:
             while pending:
@@ -439,11 +459,12 @@ class DistributedRun:
                 actor.calls.remove(ref)
                 actor.exclusive = False
                 task.result = result
-                if on_result is not None:
-                    more = on_result(task, result) or []  # before the credit goes back: the range is settled
-                self.ledger.release(task.cost)
+                try:
+                    if on_result is not None:
+                        more = on_result(task, result) or []  # before the credit goes back: the range is settled
+                finally:
+                    self.ledger.release(task.cost)
                 pending.extendleft(reversed(more))
-        return [task.result for task in tasks]
 
     def _pick(self, task: _Task, prefetch: int) -> _RangeActor | None:
         """The least busy ready actor that may take ``task``: a task under suspicion of

@@ -156,3 +156,53 @@ def test_a_checkpointed_sql_run_stopped_midway_resumes_by_its_key_ranges(ray_ses
     report, out, dlq = run([Slow(0.002)])
     assert (out, dlq) == (ref_out, ref_dlq)
     assert report.rows_read == ROWS and 2 <= report.ranges_from_checkpoint < report.chunks
+
+
+def test_a_null_key_is_refused_as_the_single_driver_mode_refuses_it(ray_session, tmp_path):
+    _sqlite(tmp_path / "n.db", 50)
+    query = "SELECT CASE WHEN id = 7 THEN NULL ELSE id END AS k, name, price, note, id FROM items"
+    source = fs.SQLSource(f"sqlite:///{tmp_path / 'n.db'}", query=query, key="k")
+    with pytest.raises(fs.SourceError, match="no value in the key column 'k'"):
+        run_to_jsonl(tmp_path, "inline", source, Item, "inline")
+    with pytest.raises(fs.SourceError, match="no value in the key column 'k'"):
+        run_to_jsonl(tmp_path, "dist", fs.SQLSource(f"sqlite:///{tmp_path / 'n.db'}", query=query, key="k"), Item,
+                     RayExecutor(num_actors=1, distributed=True))
+
+
+def test_rows_that_grow_along_the_table_are_read_a_page_at_a_time(ray_session, tmp_path):
+    """The rows per range come from the first rows' size; later rows 200x larger make a
+    range far larger than planned: it is read and written a page at a time, same output."""
+    url = _sqlite(tmp_path / "grow.db", 600)
+    with sqlite3.connect(tmp_path / "grow.db") as db:
+        db.execute("UPDATE items SET note = printf('%.*c', 4000, 'x') WHERE id > 300")
+    _, ref_out, ref_dlq = run_to_jsonl(tmp_path, "inline", fs.SQLSource(url, table="items", key="id"), Item, "inline")
+    report, out, dlq = run_to_jsonl(tmp_path, "dist", fs.SQLSource(url, table="items", key="id", batch_rows=20), Item,
+                                    RayExecutor(num_actors=2, distributed=True, range_bytes="64KiB"), chunk_bytes="64KiB")
+    assert (out, dlq) == (ref_out, ref_dlq) and report.rows_read == 600
+
+
+def test_a_table_that_changes_during_the_run_is_a_source_error(tmp_path):
+    from flowschema_core import range_io, range_work
+    from flowschema_core.worker import ChunkProcessor, WorkerSpec
+
+    url = _sqlite(tmp_path / "live.db", 200)
+    desc = range_work.describe(fs.SQLSource(url, table="items", key="id"), 2048)
+    units = desc.pop("units")
+    with sqlite3.connect(tmp_path / "live.db") as db:  # a row lands inside the first range after planning
+        db.execute("INSERT INTO items VALUES (0, 'late', '1.00', NULL)")
+    staging = {k: range_io.make_staging(tmp_path / f"{k}.jsonl") for k in ("sink", "dlq")}
+    try:
+        with pytest.raises(fs.SourceError, match="the table changed during the run"):
+            range_work.process(ChunkProcessor(WorkerSpec(Item)), desc, {**units[0], "index": 0}, staging, "r1", 0)
+    finally:
+        for place in staging.values():
+            range_io.remove_staging(place)
+
+
+def test_sql_record_timeout_runs_in_the_single_driver_mode(tmp_path):
+    from flowschema_ray.distributed import unsupported
+
+    url = _sqlite(tmp_path / "t.db", 3)
+    pipeline = fs.Pipeline(fs.SQLSource(url, table="items", key="id"), Item, fs.JSONLSink(tmp_path / "o.jsonl"),
+                           executor=RayExecutor(num_actors=1), record_timeout=5)
+    assert "record_timeout=" in unsupported(pipeline)
