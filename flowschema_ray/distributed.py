@@ -59,6 +59,7 @@ from flowschema_core.errors import (
     FlowSchemaError,
     InvalidRecordsError,
     SinkError,
+    SourceError,
     WorkerCrashedError,
     WorkerPoolError,
 )
@@ -144,6 +145,7 @@ class DistributedRun:
         self.error_groups = ErrorGroups()
         self.actors: list[_RangeActor] = []
         self.staging: dict[str, range_io.Where] = {}
+        self.input_seen: tuple[str | None, Any, Any] = (None, None, None)  # the input's path, options and version (_probe)
         self.abandoned: list[Any] = []  # calls left running when a task loop ended early (see _run_tasks)
         self.outcomes: dict[int, dict[str, Any]] = {}  # settled pieces of ranges by start offset: counts, reasons, parts
         self.complete: dict[int, list[int]] = {}  # ranges whose pieces all settled: index -> their pieces' starts
@@ -205,6 +207,7 @@ class DistributedRun:
                     return None
                 desc, ranges = plan
                 self._process(desc, ranges)
+                self._check_input_unchanged()
             if ck is not None:
                 ck.save("finalizing", self.run_id, report, self._ranges_state())
             self._commit(desc)
@@ -343,6 +346,7 @@ class DistributedRun:
         if path is not None:
             mine = storage.identity(path, options) if storage.is_remote(path) else None  # the driver's own errors are the user's to see
             expected = sorted(mine.items()) if mine is not None else range_io.identity(path)
+        self.input_seen = (path, options, expected)
         staging = list(self.staging.values())
         seen = self.ray.get([a.handle.probe.remote(path, staging, options) for a in self.actors])
         for answer in seen:
@@ -351,6 +355,19 @@ class DistributedRun:
                         "another object store endpoint or credentials in a node's environment?); distributed mode needs a "
                         "shared volume mounted at the same path on every node, or s3:// URLs every node reaches")
         return None
+
+    def _check_input_unchanged(self) -> None:
+        """Refuse to commit what was read from an input that changed during the run (an
+        object overwritten, a file rewritten): its ranges would mix two versions. The
+        actors read each range in one request; this compares the version seen before
+        planning with the one after the last range."""
+        path, options, expected = self.input_seen
+        if path is None or expected is None:
+            return
+        now = sorted(storage.identity(path, options).items()) if storage.is_remote(path) else range_io.identity(path)
+        if now != expected:
+            raise SourceError(f"{self.source.name} changed while the run was reading it (size or version {expected} -> {now}); "
+                              "nothing was written: run again on the new version")
 
     def _new_actor(self) -> _RangeActor:
         handle = self.actor_cls.remote(self.spec_ref, self.sys_path)

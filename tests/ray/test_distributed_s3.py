@@ -217,3 +217,29 @@ def test_other_stores_run_in_the_single_driver_mode_or_are_refused(ray_session, 
                            executor=RayExecutor(num_actors=1, distributed=True))
     with pytest.raises(fs.ConfigError, match=r"distributed=True: .*gs:// URL"):
         pipeline.run()
+
+
+def test_an_input_object_overwritten_during_the_run_is_refused_before_the_commit(ray_session, messy, s3, s3_bucket):
+    """Each range is one GET of the object as it is then: an object overwritten mid-run
+    would give a mix of two versions. Its version after the last range must be the one
+    seen before planning, or nothing is written."""
+    path, _ = messy
+    options = s3.storage_options()
+    url = put(s3, s3_bucket, "in/live.csv", path.read_bytes())
+    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="8KiB")
+
+    def overwrite():
+        deadline = time.monotonic() + 120
+        while not any(".staging/" in key and key.endswith(".part") for key in keys(s3, s3_bucket)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        put(s3, s3_bucket, "in/live.csv", path.read_bytes().replace(b"item", b"ITEM"))  # same size, new content
+
+    thread = threading.Thread(target=overwrite, daemon=True)
+    thread.start()
+    out = f"s3://{s3_bucket}/out/live.jsonl"
+    with pytest.raises(fs.SourceError, match="changed while the run was reading it"):
+        _run(fs.CSVSource(url, storage_options=options), fs.JSONLSink(out, storage_options=options),
+             fs.JSONLSink(f"s3://{s3_bucket}/out/live.errors.jsonl", storage_options=options), executor, hooks=[Slow(0.001)],
+             chunk_bytes="8KiB")
+    thread.join()
+    assert keys(s3, s3_bucket) == ["in/live.csv"] and pending_uploads(s3, s3_bucket) == []
