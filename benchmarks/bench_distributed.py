@@ -52,7 +52,8 @@ def measure(name: str, distributed: bool, path: str, out_dir: str, actors: int, 
     assert report.balanced
     return {"mode": name, "rows": report.rows_read, "wall_s": round(wall, 2), "rows_per_s": round(report.rows_read / wall),
             "driver_cpu_s": round(cpu, 2), "driver_cpu_us_per_row": round(cpu / report.rows_read * 1e6, 2),
-            "bytes_through_driver": report.bytes_through_driver}
+            "bytes_through_driver": report.bytes_through_driver, "driver_message_bytes": report.driver_message_bytes,
+            "ranges": report.chunks}
 
 
 def _to_parquet(csv_path: str, path: str, row_group: int) -> str:
@@ -115,10 +116,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'mode':<14} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'driver CPU s':>13} {'µs/row':>7} {'bytes via driver':>17}")
+    print(f"{'mode':<14} {'rows':>9} {'wall s':>8} {'rows/s':>9} {'driver CPU s':>13} {'µs/row':>7} {'bytes via driver':>17} {'messages B':>11}")
     for r in results:
         print(f"{r['mode']:<14} {r['rows']:>9,} {r['wall_s']:>8} {r['rows_per_s']:>9,} {r['driver_cpu_s']:>13} "
-              f"{r['driver_cpu_us_per_row']:>7} {r['bytes_through_driver']:>17,}")
+              f"{r['driver_cpu_us_per_row']:>7} {r['bytes_through_driver']:>17,} {r['driver_message_bytes']:>11,}")
 
 
 if __name__ == "__main__":

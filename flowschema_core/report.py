@@ -35,6 +35,10 @@ class RunReport:
     #: and the result blobs it received (LZ4 msgpack). 0 in Ray's distributed
     #: mode, where actors read and write the data themselves.
     bytes_through_driver: int = 0
+    #: Ray's distributed mode: the bytes of the messages the driver exchanged with the
+    #: actors (range descriptors out; counts, reasons and part names back), as pickled. It
+    #: grows with the number of ranges, not with the records: what the driver does move.
+    driver_message_bytes: int = 0
     max_bytes_in_flight: int = 0
     peak_bytes_in_flight: int = 0
     backpressure_waits: int = 0

@@ -50,6 +50,23 @@ def test_messy_csv_output_equals_inline_and_no_record_crosses_the_driver(ray_ses
     assert final.final and final.rows_read == ROWS and final.fraction_done == 1.0
 
 
+def test_the_driver_exchanges_per_range_messages_whose_size_does_not_grow_with_the_records(ray_session, tmp_path):
+    """What the driver does move, measured: descriptors out, counts and part names back.
+    Eight times the rows in the same number of ranges leaves it per range about the same;
+    records coming back through the driver would make it eight times larger."""
+    per_range = {}
+    for rows in (ROWS, 8 * ROWS):
+        path = tmp_path / f"in{rows}.csv"
+        write_messy_csv(path, rows)
+        executor = RayExecutor(num_actors=2, distributed=True, range_bytes=path.stat().st_size // 6)
+        report, _, _ = run_to_jsonl(tmp_path, f"out{rows}", fs.CSVSource(path), Item, executor, chunk_bytes="64KiB")
+        assert report.rows_read == rows and report.bytes_through_driver == 0 and 5 <= report.chunks <= 8
+        assert report.driver_message_bytes > 0
+        per_range[rows] = report.driver_message_bytes / report.chunks
+    assert per_range[8 * ROWS] < 1.5 * per_range[ROWS], per_range
+    assert report.driver_message_bytes < path.stat().st_size / 20  # the larger input's
+
+
 def test_jsonl_to_csv_sink_equals_the_single_driver_mode(ray_session, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # relative paths: the actors' working directory is not the driver's
     tmp_path = type(tmp_path)(".")
