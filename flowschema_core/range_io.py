@@ -291,9 +291,19 @@ def remove_staging(staging: Where) -> None:
 def commit(final_path: str, head: bytes, staging: Where, parts: Sequence[str], mode_limit: int | None) -> None:
     """``head`` + the parts in order, under the local ``final_path``, atomically (see the
     module docstring)."""
+    tmp = join_parts(final_path, head, staging, parts, mode_limit)
+    try:
+        publish(tmp, final_path)
+    except BaseException:
+        remove_path(tmp)
+        raise
+
+
+def join_parts(final_path: str, head: bytes, staging: Where, parts: Sequence[str], mode_limit: int | None) -> str:
+    """``head`` + the parts in order in a temporary file beside the local ``final_path``,
+    synced; its path, for :func:`publish` (or :func:`remove_path` when the run fails)."""
     directory = place(staging).location
-    final_path = os.path.abspath(final_path)
-    tmp = temp_path(final_path)
+    tmp = temp_path(os.path.abspath(final_path))
     try:
         with open(tmp, "wb") as out:
             out.write(head)
@@ -304,11 +314,20 @@ def commit(final_path: str, head: bytes, staging: Where, parts: Sequence[str], m
             if mode_limit is not None:
                 os.fchmod(out.fileno(), os.fstat(out.fileno()).st_mode & ((mode_limit & 0o077) | 0o700))
             os.fsync(out.fileno())
-        os.replace(tmp, final_path)
-        _fsync_directory(os.path.dirname(final_path))
-    except BaseException:
+    except BaseException as exc:
         remove_path(tmp)
+        if isinstance(exc, OSError):
+            raise SinkError(f"cannot commit {final_path} from its parts under {directory}: {exc}; nothing was written under "
+                            "that name (was the staging directory removed, or is the disk full?)") from exc
         raise
+    return tmp
+
+
+def publish(tmp: str, final_path: str) -> None:
+    """Give a file joined by :func:`join_parts` its final name, at once and durably."""
+    final_path = os.path.abspath(final_path)
+    os.replace(tmp, final_path)
+    _fsync_directory(os.path.dirname(final_path))
 
 
 def _copy(src: int, dst: int, size: int) -> None:

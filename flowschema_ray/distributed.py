@@ -439,8 +439,8 @@ class DistributedRun:
                     break
                 pending.popleft()
                 args = (*task.args, task.attempts) if task.method == "process_range" else task.args
+                self.report.driver_message_bytes += _pickled_size(args)  # before the call: nothing between it and calls.append
                 ref = getattr(actor.handle, task.method).remote(*args)
-                self.report.driver_message_bytes += _pickled_size(args)
                 if task.method == "process_range":
                     self._handed_out(task.cost)
                     if self.watch is not None:
@@ -633,38 +633,52 @@ class DistributedRun:
         starts = sorted(start for i in range(self.prefix.ranges) for start in self.complete[i])
         parts = [self.outcomes[s]["dlq_part"] for s in starts if self.outcomes[s]["dlq_part"]]
         assert self.plan_state is not None
-        self._commit_output("dlq", self.errors, b"", parts, self._mode_limit(self.plan_state["desc"]))
+        self._commit_outputs([("dlq", self.errors, b"", parts)], self._mode_limit(self.plan_state["desc"]))
 
     def _commit(self, desc: dict[str, Any]) -> None:
-        """The sink, then the DLQ, each whole under its final name or not at all: a local
+        """The sink and the DLQ, each whole under its final name or not at all: a local
         file by the kernel's concatenation and a rename, an S3 object by a multipart upload."""
-        mode = self._mode_limit(desc)
         fields = list(self.pipeline.model.model_fields)
         outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
         # The CSV header is what the sink itself writes first (its own encoding of the names).
         head = self.sink._header(fields) if isinstance(self.sink, CSVSink) else b""
-        for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b"")):
-            self._commit_output(key, sink, first, [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]], mode)
+        self._commit_outputs([(key, sink, first, [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]])
+                              for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b""))], self._mode_limit(desc))
 
     @staticmethod
     def _mode_limit(desc: dict[str, Any]) -> int | None:
         """Local outputs are no more readable than a local input file (an SQL source or a URL: no limit)."""
         return range_io.mode_limit(desc["path"]) if "path" in desc else None
 
-    def _commit_output(self, key: str, sink: Any, head: bytes, parts: list[str], mode: int | None) -> None:
-        """``head`` + ``parts`` under ``sink``'s final name: a multipart upload on S3, else joined locally."""
-        staging = range_io.place(self.staging[key])
-        if range_io.is_multipart(sink.path):
-            self._upload(range_io.Place(sink.path, sink.storage_options), head, staging, parts)
-        else:
-            range_io.commit(sink.path, head, staging, parts, mode)
+    def _commit_outputs(self, outputs: list[tuple[str, Any, bytes, list[str]]], mode: int | None) -> None:
+        """Each ``(key, sink, head, parts)`` as ``head`` + ``parts`` under the sink's final
+        name. In two phases: every output is first made whole out of sight (a local file
+        joined under a temporary name, an S3 multipart upload with all its parts), then each
+        is published (a rename, the upload's completion). An output that fails to be made
+        leaves none published; only a failure between two publications (a rename or a
+        CompleteMultipartUpload call) can leave the sink without its DLQ."""
+        pending: list[_Pending] = []
+        try:
+            for key, sink, head, parts in outputs:
+                pending.append(self._prepare_output(range_io.place(self.staging[key]), sink, head, parts, mode))
+            while pending:
+                pending[0].publish()
+                pending.pop(0)
+        except BaseException:
+            for output in pending:
+                try:
+                    output.discard()
+                except Exception as exc:  # noqa: BLE001 - the failure being handled is the one to report
+                    log.warning("could not remove an output that was not published: %s", exc)
+            raise
 
-    def _upload(self, final: range_io.Place, head: bytes, staging: range_io.Place, parts: list[str]) -> None:
-        """Commit an S3 output: one multipart upload whose parts the actors make from the
-        staged parts (grouped to S3's 5 MiB minimum), completed here, or aborted."""
+    def _prepare_output(self, staging: range_io.Place, sink: Any, head: bytes, parts: list[str], mode: int | None) -> _Pending:
+        if not range_io.is_multipart(sink.path):
+            tmp = range_io.join_parts(sink.path, head, staging, parts, mode)
+            return _Pending(lambda: range_io.publish(tmp, sink.path), lambda: range_io.remove_path(tmp))
+        final = range_io.Place(sink.path, sink.storage_options)
         if not parts:
-            range_io.put_object(final, head)
-            return
+            return _Pending(lambda: range_io.put_object(final, head), lambda: None)
         sizes = range_io.part_sizes(staging)
         missing = [name for name in parts if name not in sizes]
         if missing:
@@ -675,13 +689,18 @@ class DistributedRun:
         try:
             tasks = [_Task("upload_group", (upload, k + 1, staging, group, head if k == 0 else b""), sum(size for _, size in group))
                      for k, group in enumerate(groups)]
-            upload.complete(self._run_tasks(tasks))
+            etags = self._run_tasks(tasks)
         except BaseException:
-            upload.abort()
+            _abort(upload)
             raise
         copies = sum(range_io.copied(group, head if k == 0 else b"") for k, group in enumerate(groups))
-        self.report.notes.append(f"{final}: {len(parts)} range parts committed as a multipart upload of {len(groups)} parts "
-                                 f"({copies} copied server-side)")
+
+        def complete() -> None:
+            upload.complete(etags)
+            self.report.notes.append(f"{final}: {len(parts)} range parts committed as a multipart upload of {len(groups)} parts "
+                                     f"({copies} copied server-side)")
+
+        return _Pending(complete, lambda: _abort(upload))
 
     def _measure(self, sampler: Sampler, elapsed: float) -> None:
         report = self.report
@@ -714,6 +733,24 @@ def _unsaved(source: Any) -> dict[str, Any]:
     if isinstance(source, SQLSource):
         return {"source": source}
     return {"storage_options": dict(getattr(source, "storage_options", None) or {})}
+
+
+class _Pending:
+    """An output made whole out of sight: ``publish()`` gives it its final name,
+    ``discard()`` removes it (see DistributedRun._commit_outputs)."""
+
+    def __init__(self, publish: Any, discard: Any) -> None:
+        self.publish, self.discard = publish, discard
+
+
+def _abort(upload: storage.MultipartUpload) -> None:
+    """Abort a multipart upload on a failure path: an error of its own is logged, not
+    raised, so that it does not hide the failure being handled."""
+    try:
+        upload.abort()
+    except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
+        log.warning("could not abort the multipart upload of %s (%s); S3 keeps its parts until a lifecycle rule or "
+                    "an AbortMultipartUpload removes them", upload, exc)
 
 
 def _pickled_size(value: Any) -> int:

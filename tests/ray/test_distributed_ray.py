@@ -144,6 +144,29 @@ def test_a_failed_run_leaves_nothing_under_the_final_names(ray_session, tmp_path
     assert os.listdir(tmp_path / "out") == []  # no output, no part, no staging directory
 
 
+def test_a_dlq_that_cannot_be_committed_leaves_no_sink_either(ray_session, messy, tmp_path, monkeypatch):
+    """The outputs are made whole out of sight first, then published: a DLQ part removed
+    before its join fails the commit with a SinkError, and the sink, already joined, is
+    not published (before, it was renamed in before the DLQ was joined)."""
+    from flowschema_core import range_io
+
+    joined = range_io.join_parts
+
+    def join_losing_a_dlq_part(final_path, head, staging, parts, mode):
+        if str(final_path).endswith(".errors.jsonl"):
+            os.unlink(os.path.join(range_io.place(staging).location, parts[0]))
+        return joined(final_path, head, staging, parts, mode)
+
+    monkeypatch.setattr(range_io, "join_parts", join_losing_a_dlq_part)
+    out = tmp_path / "out"
+    out.mkdir()
+    pipeline = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(out / "o.jsonl"), fs.JSONLSink(out / "o.errors.jsonl"),
+                           executor=RayExecutor(num_actors=2, distributed=True, range_bytes="16KiB"))
+    with pytest.raises(fs.SinkError, match=r"cannot commit .*o\.errors\.jsonl from its parts"):
+        pipeline.run()
+    assert os.listdir(out) == []  # no sink, no DLQ, no temporary file, no staging
+
+
 def test_what_qualifies_for_distributed_mode(tmp_path):
     from flowschema_ray.distributed import unsupported
 

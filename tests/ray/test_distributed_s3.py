@@ -173,6 +173,32 @@ def test_a_commit_that_fails_aborts_its_upload(ray_session, messy, s3, s3_bucket
     assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
 
 
+def test_a_dlq_upload_that_fails_leaves_no_sink_object_either(ray_session, messy, s3, s3_bucket, monkeypatch):
+    """Both uploads get all their parts before either is completed: the DLQ's failing
+    (a staged part lost after its listing) aborts the sink's upload too, so the bucket holds
+    no sink without its DLQ (before, the sink's upload was completed first)."""
+    from flowschema_core import range_io
+
+    options = s3.storage_options()
+    url = put(s3, s3_bucket, "in.csv", messy[0].read_bytes())
+    listed = range_io.part_sizes
+
+    def list_then_lose_a_dlq_part(staging):
+        sizes = listed(staging)
+        if "errors.jsonl" in str(staging):
+            victim = sorted(name for name in sizes if name.endswith(".part"))[0]
+            s3.client().delete_object(Bucket=s3_bucket, Key=staging.join(victim).location.split("/", 3)[3])
+        return sizes
+
+    monkeypatch.setattr(range_io, "part_sizes", list_then_lose_a_dlq_part)
+    pipeline = fs.Pipeline(fs.CSVSource(url, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/o.jsonl", storage_options=options),
+                           fs.JSONLSink(f"s3://{s3_bucket}/o.errors.jsonl", storage_options=options),
+                           executor=RayExecutor(num_actors=2, distributed=True, range_bytes="16KiB"))
+    with pytest.raises(fs.SinkError, match=r"cannot read the parts under .*not found"):
+        pipeline.run()
+    assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
+
+
 def test_sigkilled_actor_mid_range_with_s3_in_and_out_redoes_it_exactly(ray_session, messy, inline_run, s3, s3_bucket):
     options = s3.storage_options()
     url = put(s3, s3_bucket, "in/items.csv", messy[0].read_bytes())
