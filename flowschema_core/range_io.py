@@ -32,6 +32,7 @@ appears under the final name.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import posixpath
@@ -44,6 +45,8 @@ from typing import IO, Any, BinaryIO
 from . import storage
 from .errors import SinkError, SourceError
 from .sinks.base import _fsync_directory, remove_path, remove_stale_temps, temp_path
+
+log = logging.getLogger(__name__)
 
 #: S3's smallest upload part (every part but the last).
 UPLOAD_PART_MIN = 5 << 20
@@ -277,12 +280,20 @@ def remove_staging(staging: Where) -> None:
         while os.path.exists(staging.location) and time.monotonic() < deadline:
             time.sleep(0.05)
             remove_path(staging.location)
+        if os.path.exists(staging.location):
+            log.warning("could not remove the staging directory %s (it holds only parts, never an output): remove it by hand",
+                        staging.location)
         return
-    with contextlib.suppress(Exception):
+    try:
         fs, path = _fs(staging)
         fs.invalidate_cache(path)
         fs.rm(path, recursive=True)
         fs.invalidate_cache(path)
+    except FileNotFoundError:
+        pass  # nothing was staged
+    except Exception as exc:  # noqa: BLE001 - the run's own outcome is what to report; this is housekeeping
+        log.warning("could not remove the staging prefix %s (%s: %s); it holds only parts, never an output: remove it, or let "
+                    "a lifecycle rule on the prefix do it", staging, type(exc).__name__, exc)
 
 
 # -- commit: local -----------------------------------------------------------------------

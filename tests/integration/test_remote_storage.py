@@ -434,3 +434,23 @@ def test_a_checkpoint_of_an_s3_object_does_not_resume_on_another_version_of_it(t
     time.sleep(1.1)  # a later LastModified (whole seconds): the version is the content's ETag, not the upload time
     put(s3, s3_bucket, "in/items.csv", data)  # the same bytes again: the same ETag, the checkpoint's own object
     assert checkpointed_run().rows_read == ROWS
+
+
+def test_a_staging_prefix_that_cannot_be_removed_is_logged_not_hidden(s3, s3_bucket, caplog):
+    """Removing the staging is housekeeping after the outcome: its failure must not
+    replace the run's error, but it must not pass unseen either (the prefix's parts stay)."""
+    from flowschema_core import range_io
+
+    options = s3.storage_options()
+    staging = range_io.make_staging(f"s3://{s3_bucket}/house/o.jsonl", options)
+    range_io.write_part(staging, "p0", b"part\n")
+    denied = range_io.Place(staging.location, s3.storage_options(secret="wrong"))  # the server checks signatures
+    with caplog.at_level("WARNING", logger="flowschema_core.range_io"):
+        range_io.remove_staging(denied)
+    assert "could not remove the staging prefix" in caplog.text and "wrong" not in caplog.text
+    assert any(key.startswith("house/") for key in keys(s3, s3_bucket))
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="flowschema_core.range_io"):
+        range_io.remove_staging(staging)
+        range_io.remove_staging(staging)  # already gone: nothing to say
+    assert caplog.text == "" and not any(key.startswith("house/") for key in keys(s3, s3_bucket))
