@@ -71,7 +71,7 @@ def main() -> None:
                 elapsed, cpu = time.perf_counter() - t0, _cpu() - cpu0
                 print(json.dumps({"mode": mode, "round": round_ + 1, "rows": report.rows_read, "rows_per_s": round(report.rows_read / elapsed),
                                   "driver_cpu_s": round(cpu, 2), "driver_cpu_us_per_row": round(cpu / report.rows_read * 1e6, 2),
-                                  "bytes_through_driver": report.bytes_through_driver,
+                                  "bytes_through_driver": report.bytes_through_driver, "driver_message_bytes": report.driver_message_bytes,
                                   "commit": [note for note in report.notes if "multipart upload" in note]}), flush=True)
         same = get(endpoint, "bench-distributed", "single-driver.jsonl") == get(endpoint, "bench-distributed", "distributed.jsonl")
         print(f"sinks byte-equal: {same}; pending uploads: {pending_uploads(endpoint, 'bench-distributed')}")

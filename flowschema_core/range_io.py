@@ -44,6 +44,7 @@ from typing import IO, Any, BinaryIO
 
 from . import storage
 from .errors import SinkError, SourceError
+from .redact import redact_text
 from .sinks.base import _fsync_directory, remove_path, remove_stale_temps, temp_path
 
 log = logging.getLogger(__name__)
@@ -166,20 +167,38 @@ def mode_limit(path: str) -> int | None:
 def make_staging(final: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Place:
     """A fresh staging place beside ``final`` for its parts. Local: a directory whose name
     says which host and process own it (a later run removes it if this one is killed).
-    S3: a prefix ``.NAME.XXXXXXXXXXXX.staging/`` in the same bucket, with a marker object
-    (so a refused bucket fails the run here, before any work)."""
+    S3: a prefix ``.NAME.XXXXXXXXXXXX.staging/`` in the same bucket (see :func:`open_staging`)."""
     final = os.fspath(final)
     if not storage.is_remote(final):
         remove_stale_temps(final)
         directory = temp_path(final)
         os.makedirs(directory)
         return Place(directory)
-    parent, base = posixpath.split(final)
-    staging = Place(posixpath.join(parent, f".{base}.{uuid.uuid4().hex[:12]}.staging"), dict(storage_options or {}))
-    fs, path = _fs(staging.join(MARKER))
-    with storage.translated(final, "cannot write", SinkError):
-        fs.pipe_file(path, b"")
+    staging = staging_beside(final, storage_options, uuid.uuid4().hex[:12])
+    open_staging(staging)
     return staging
+
+
+def staging_beside(final: str | os.PathLike[str], storage_options: Mapping[str, Any] | None, tag: str) -> Place:
+    """The staging place ``.NAME.TAG.staging`` beside ``final`` (its directory, or its
+    prefix in the same bucket): a checkpoint's stable one, or a run's own."""
+    final = os.fspath(final)
+    if storage.is_remote(final):
+        parent, base = posixpath.split(final)
+        return Place(posixpath.join(parent, f".{base}.{tag}.staging"), dict(storage_options or {}))
+    final = os.path.abspath(final)
+    return Place(os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{tag}.staging"))
+
+
+def open_staging(staging: Place) -> None:
+    """Make ``staging`` ready for parts (it may hold some already): a local directory; on
+    S3 a marker object, written now so that a refused bucket fails the run before any work."""
+    if not staging.remote:
+        os.makedirs(staging.location, exist_ok=True)
+        return
+    fs, path = _fs(staging.join(MARKER))
+    with storage.translated(staging.location, "cannot write", SinkError):
+        fs.pipe_file(path, b"")
 
 
 def staging_visible(staging: Where) -> bool:
@@ -293,7 +312,7 @@ def remove_staging(staging: Where) -> None:
         pass  # nothing was staged
     except Exception as exc:  # noqa: BLE001 - the run's own outcome is what to report; this is housekeeping
         log.warning("could not remove the staging prefix %s (%s: %s); it holds only parts, never an output: remove it, or let "
-                    "a lifecycle rule on the prefix do it", staging, type(exc).__name__, exc)
+                    "a lifecycle rule on the prefix do it", staging, type(exc).__name__, redact_text(str(exc)))
 
 
 # -- commit: local -----------------------------------------------------------------------
@@ -337,8 +356,11 @@ def join_parts(final_path: str, head: bytes, staging: Where, parts: Sequence[str
 def publish(tmp: str, final_path: str) -> None:
     """Give a file joined by :func:`join_parts` its final name, at once and durably."""
     final_path = os.path.abspath(final_path)
-    os.replace(tmp, final_path)
-    _fsync_directory(os.path.dirname(final_path))
+    try:
+        os.replace(tmp, final_path)
+        _fsync_directory(os.path.dirname(final_path))
+    except OSError as exc:
+        raise SinkError(f"cannot publish {final_path}: {exc}") from exc
 
 
 def _copy(src: int, dst: int, size: int) -> None:

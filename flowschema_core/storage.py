@@ -35,6 +35,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import logging
 import os
 import posixpath
 import uuid
@@ -45,6 +46,8 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError, FlowSchemaError, MissingDependencyError, SinkError, SourceError
 from .redact import redact_text, redact_url
+
+log = logging.getLogger(__name__)
 
 #: URL schemes read through fsspec → (the extra that installs them, the package it needs).
 SCHEMES: dict[str, tuple[str, str]] = {
@@ -354,9 +357,13 @@ class MultipartUpload:
 
     def abort(self) -> None:
         """Delete the parts (best effort: an unreachable store keeps them invisible until a
-        lifecycle rule removes them; the run's own error is what the user must see)."""
-        with contextlib.suppress(Exception):
+        lifecycle rule removes them; the failure being handled is what the user must see, so
+        this one is logged, not raised)."""
+        try:
             _s3_call(self.url, self.storage_options, "cannot abort", "abort_multipart_upload", UploadId=self.upload_id)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning("%s (upload %s); S3 keeps its parts, invisible, until an AbortMultipartUpload or a lifecycle rule "
+                        "removes them", exc if isinstance(exc, FlowSchemaError) else _short(exc), self.upload_id)
 
 
 def _s3_call(url: str, storage_options: Mapping[str, Any] | None, doing: str, method: str, **kwargs: Any) -> Any:

@@ -101,16 +101,12 @@ def unsupported(pipeline: Pipeline) -> str | None:
             return reachable
         if pipeline.record_timeout:  # a range is read a page at a time: the beacon counts one page's records
             return "record_timeout= with an SQL source is not supported in distributed mode yet"
-    remote = False
     for where, role in ((source, "reads"), (sink, "writes"), (errors, "writes")):
         location = getattr(where, "path", "")
         if isinstance(location, str) and storage.is_remote(location):
-            remote = True
             if not range_io.is_multipart(location):
                 return (f"{getattr(where, 'name', location)} is a {storage.scheme(location)}:// URL; distributed mode {role} local "
                         "files and s3:// objects only (other stores run in the single-driver mode)")
-    if remote and pipeline.checkpoint:  # its state would hold the storage options (credentials) and local staging
-        return "checkpoint= with s3:// inputs or outputs is not supported in distributed mode yet"
     path = getattr(source, "path", None)
     if isinstance(source, ParquetSource):
         if storage.is_remote(source.path):
@@ -175,9 +171,8 @@ class DistributedRun:
         if ck is not None and ck.saved is not None:
             ck.check()
             if ck.saved["phase"] == "done":
-                outputs = {"sink": self.sink.path, "dlq": self.errors.path}  # type: ignore[attr-defined]
-                for directory in ck.staging_names(outputs).values():  # left if the run was killed just after marking it done
-                    range_io.remove_staging(directory)
+                for where in ck.staging_names(self._final_places()).values():  # left if the run was killed just after marking it done
+                    range_io.remove_staging(where)
                 return RunReport(**ck.saved["report"])
         # Connected first: ray.init installs its own (C++) SIGTERM handler, which would
         # replace the run's if it came after.
@@ -219,7 +214,11 @@ class DistributedRun:
             log.warning("%s: stopping the run", report.stop_signal)
         except InvalidRecordsError:
             if ck is None:  # as the single-driver mode: the DLQ so far goes under its final name
-                self._commit_dlq_prefix()
+                self._check_input_unchanged()  # a DLQ of two versions' records is no record of either
+                try:
+                    self._commit_dlq_prefix()
+                except FlowSchemaError as failed:  # the error budget is what stopped the run: that stays the error
+                    log.error("the DLQ of the records refused so far could not be committed: %s", failed)
             raise
         finally:
             self._stop_actors()  # first: an actor still in a range would write its part after the clean-up
@@ -252,13 +251,12 @@ class DistributedRun:
             source.path = range_io.absolute(source.path)
         elif isinstance(source, SQLSource):
             source = range_sql.for_workers(source)  # type: ignore[assignment]  # unsupported() checked it is not a reason
-        outputs = {"sink": self.sink, "dlq": self.errors}
         resuming = ck is not None and ck.saved is not None
-        if ck is not None:  # local outputs only (unsupported() says so)
-            self.staging = dict(ck.staging({key: sink.path for key, sink in outputs.items()}, fresh=not resuming))  # type: ignore[attr-defined]
+        if ck is not None:
+            self.staging = dict(ck.staging(self._final_places(), fresh=not resuming))
         else:
-            for key, output in outputs.items():  # one by one: the finally removes what was made
-                self.staging[key] = range_io.make_staging(output.path, output.storage_options)  # type: ignore[attr-defined]
+            for key, final in self._final_places().items():  # one by one: the finally removes what was made
+                self.staging[key] = range_io.make_staging(final.location, final.storage_options)
         refused = self._probe(source)
         if resuming:
             assert ck is not None and ck.saved is not None
@@ -266,7 +264,7 @@ class DistributedRun:
                 raise ConfigError(f"cannot resume checkpoint {ck.store.directory} in distributed mode: {refused}")
             saved = ck.saved["ranges"]
             desc, ranges = {**saved["desc"], **_unsaved(source)}, saved["plan"]
-            self.kept = ck.kept(self.staging)  # type: ignore[arg-type]  # local staging (a checkpoint's)
+            self.kept = ck.kept({key: range_io.place(where) for key, where in self.staging.items()})
         else:
             desc = (self._run_tasks([_Task("describe", (source, self.range_bytes), 0)])[0] if refused is None
                     else {"refused": refused})
@@ -300,6 +298,11 @@ class DistributedRun:
             report.notes.append(f"resumed from checkpoint {self.checkpoint.store.directory if self.checkpoint else ''}: "
                                 f"{len(self.kept)} of {len(ranges)} ranges kept, {len(ranges) - len(self.kept)} processed")
         return desc, ranges
+
+    def _final_places(self) -> dict[str, range_io.Place]:
+        """The outputs' final names, with the storage options that reach them."""
+        return {key: range_io.Place(range_io.absolute(os.fspath(sink.path)), dict(sink.storage_options or {}))  # type: ignore[attr-defined]
+                for key, sink in (("sink", self.sink), ("dlq", self.errors))}
 
     def _ranges_state(self) -> dict[str, Any]:
         """The checkpoint's record of the ranges: the plan and the settled ranges' outcomes."""
@@ -366,8 +369,10 @@ class DistributedRun:
             return
         now = sorted(storage.identity(path, options).items()) if storage.is_remote(path) else range_io.identity(path)
         if now != expected:
+            again = (f"delete the checkpoint {self.checkpoint.store.directory} (it belongs to the old version) and run again"
+                     if self.checkpoint is not None else "run again on the new version")
             raise SourceError(f"{self.source.name} changed while the run was reading it (size or version {expected} -> {now}); "
-                              "nothing was written: run again on the new version")
+                              f"nothing was written: {again}")
 
     def _new_actor(self) -> _RangeActor:
         handle = self.actor_cls.remote(self.spec_ref, self.sys_path)
@@ -387,6 +392,15 @@ class DistributedRun:
         if held:
             try:
                 self.ray.wait(held, num_returns=len(held), timeout=timeout)
+            except Exception:  # noqa: BLE001 - Ray itself is going away: nothing left to wait for
+                pass
+
+    def _settle_abandoned(self, timeout: float = 30.0) -> None:
+        """Wait (up to ``timeout``) for the calls a task loop left running when it ended
+        early: the actors stay up, so these end on their own."""
+        if self.abandoned:
+            try:
+                self.ray.wait(self.abandoned, num_returns=len(self.abandoned), timeout=timeout)
             except Exception:  # noqa: BLE001 - Ray itself is going away: nothing left to wait for
                 pass
 
@@ -477,8 +491,8 @@ class DistributedRun:
                 actor.calls.remove(ref)
                 actor.exclusive = False
                 task.result = result
-                self.report.driver_message_bytes += _pickled_size(result)
                 try:
+                    self.report.driver_message_bytes += _pickled_size(result)
                     if on_result is not None:
                         more = on_result(task, result) or []  # before the credit goes back: the range is settled
                 finally:
@@ -642,8 +656,10 @@ class DistributedRun:
         outcomes = [self.outcomes[start] for start in sorted(self.outcomes)]
         # The CSV header is what the sink itself writes first (its own encoding of the names).
         head = self.sink._header(fields) if isinstance(self.sink, CSVSink) else b""
+        # The DLQ first: a failure between the two publications leaves at worst a DLQ without
+        # its sink, never a sink whose refused records are nowhere.
         self._commit_outputs([(key, sink, first, [o[f"{key}_part"] for o in outcomes if o[f"{key}_part"]])
-                              for key, sink, first in (("sink", self.sink, head), ("dlq", self.errors, b""))], self._mode_limit(desc))
+                              for key, sink, first in (("dlq", self.errors, b""), ("sink", self.sink, head))], self._mode_limit(desc))
 
     @staticmethod
     def _mode_limit(desc: dict[str, Any]) -> int | None:
@@ -654,9 +670,9 @@ class DistributedRun:
         """Each ``(key, sink, head, parts)`` as ``head`` + ``parts`` under the sink's final
         name. In two phases: every output is first made whole out of sight (a local file
         joined under a temporary name, an S3 multipart upload with all its parts), then each
-        is published (a rename, the upload's completion). An output that fails to be made
-        leaves none published; only a failure between two publications (a rename or a
-        CompleteMultipartUpload call) can leave the sink without its DLQ."""
+        is published, in order (a rename, the upload's completion, or the PutObject of an
+        output with no part). An output that fails to be made leaves none published; only a
+        failure between two publications can leave one output without the other."""
         pending: list[_Pending] = []
         try:
             for key, sink, head, parts in outputs:
@@ -691,7 +707,8 @@ class DistributedRun:
                      for k, group in enumerate(groups)]
             etags = self._run_tasks(tasks)
         except BaseException:
-            _abort(upload)
+            self._settle_abandoned()  # an upload call still running could add a part after the abort
+            upload.abort()
             raise
         copies = sum(range_io.copied(group, head if k == 0 else b"") for k, group in enumerate(groups))
 
@@ -700,7 +717,7 @@ class DistributedRun:
             self.report.notes.append(f"{final}: {len(parts)} range parts committed as a multipart upload of {len(groups)} parts "
                                      f"({copies} copied server-side)")
 
-        return _Pending(complete, lambda: _abort(upload))
+        return _Pending(complete, upload.abort)
 
     def _measure(self, sampler: Sampler, elapsed: float) -> None:
         report = self.report
@@ -741,16 +758,6 @@ class _Pending:
 
     def __init__(self, publish: Any, discard: Any) -> None:
         self.publish, self.discard = publish, discard
-
-
-def _abort(upload: storage.MultipartUpload) -> None:
-    """Abort a multipart upload on a failure path: an error of its own is logged, not
-    raised, so that it does not hide the failure being handled."""
-    try:
-        upload.abort()
-    except Exception as exc:  # noqa: BLE001 - the original failure is the one to report
-        log.warning("could not abort the multipart upload of %s (%s); S3 keeps its parts until a lifecycle rule or "
-                    "an AbortMultipartUpload removes them", upload, exc)
 
 
 def _pickled_size(value: Any) -> int:

@@ -6,6 +6,7 @@
       ranges: {desc: the input as described, plan: the exact ranges,
                done: {range index: [outcome of each of its pieces: counts, reasons, part names and sizes]}}
     staging: .NAME.KEY0.staging/ (sink parts), .NAME.KEY1.staging/ (DLQ parts), beside the outputs
+             (in the same bucket for s3:// outputs; the state holds no storage options)
 
 A range is recorded once all its pieces have settled: its parts were written (whole, under
 their final part names) before the actor answered. The state is saved as ranges settle,
@@ -20,14 +21,13 @@ recorded sizes, redoes the others and commits as usual; the finished run marks t
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from flowschema_core import checkpoint as checkpoint_mod
 from flowschema_core import range_io
 from flowschema_core.checkpoint import CheckpointStore
-from flowschema_core.sinks.base import remove_path
 
 if TYPE_CHECKING:
     from flowschema_core.pipeline import Pipeline
@@ -59,24 +59,25 @@ class RangeCheckpoint:
         if self.saved is not None:
             checkpoint_mod.check_fingerprint(self.saved["fingerprint"], self.fingerprint, self.store.directory)
 
-    def staging_names(self, outputs: dict[str, str]) -> dict[str, str]:
-        """The stable staging directory of each output (``.NAME.KEYi.staging`` beside it)."""
-        names = {}
-        for i, (key, path) in enumerate(outputs.items()):
-            path = os.path.abspath(path)
-            names[key] = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{self.store.key}{i}.staging")
-        return names
+    def staging_names(self, outputs: Mapping[str, range_io.Where]) -> dict[str, range_io.Place]:
+        """The stable staging place of each output (``.NAME.KEYi.staging`` beside it: a
+        directory, or a prefix in the same bucket). ``outputs``: the final places."""
+        named = {}
+        for i, (key, final) in enumerate(outputs.items()):
+            final = range_io.place(final)
+            named[key] = range_io.staging_beside(final.location, final.storage_options, f"{self.store.key}{i}")
+        return named
 
-    def staging(self, outputs: dict[str, str], *, fresh: bool) -> dict[str, str]:
-        """The staging directories, made (and emptied first when ``fresh``)."""
+    def staging(self, outputs: Mapping[str, range_io.Where], *, fresh: bool) -> dict[str, range_io.Place]:
+        """The staging places, made (and emptied first when ``fresh``)."""
         staging = self.staging_names(outputs)
-        for directory in staging.values():
+        for where in staging.values():
             if fresh:
-                remove_path(directory)  # a deleted checkpoint's parts must not be mixed in
-            os.makedirs(directory, exist_ok=True)
+                range_io.remove_staging(where)  # a deleted checkpoint's parts must not be mixed in
+            range_io.open_staging(where)
         return staging
 
-    def kept(self, staging: dict[str, str]) -> dict[int, list[dict[str, Any]]]:
+    def kept(self, staging: dict[str, range_io.Place]) -> dict[int, list[dict[str, Any]]]:
         """The recorded ranges whose parts are all still in ``staging`` with their recorded
         sizes (index -> outcomes of its pieces); the others are redone."""
         assert self.saved is not None

@@ -334,7 +334,8 @@ def refuse_remote_checkpoint(path: str) -> None:
     """A checkpointed run resumes a partial local file; an object store has none to resume."""
     if storage.is_remote(path):
         raise ConfigError(f"{storage.display(path)}: checkpoint= needs a local sink (it resumes a partial file); "
-                          "write to a local path and upload it afterwards, or run without checkpoint=")
+                          "write to a local path and upload it afterwards, run without checkpoint=, or run on "
+                          "RayExecutor(distributed=True), which checkpoints s3:// outputs by their committed ranges")
 
 
 def _fsync_directory(directory: str) -> None:

@@ -454,3 +454,18 @@ def test_a_staging_prefix_that_cannot_be_removed_is_logged_not_hidden(s3, s3_buc
         range_io.remove_staging(staging)
         range_io.remove_staging(staging)  # already gone: nothing to say
     assert caplog.text == "" and not any(key.startswith("house/") for key in keys(s3, s3_bucket))
+
+
+def test_an_abort_that_fails_is_logged_not_raised(s3, s3_bucket, caplog):
+    """abort() runs on failure paths: its own error must not replace the one being
+    handled, and must not pass unseen (the parts stay, billed, until removed)."""
+    import dataclasses
+
+    upload = storage.MultipartUpload.begin(f"s3://{s3_bucket}/aborted.bin", s3.storage_options())
+    denied = dataclasses.replace(upload, storage_options=s3.storage_options(secret="wrong"))  # the server checks signatures
+    with caplog.at_level("WARNING", logger="flowschema_core.storage"):
+        denied.abort()
+    assert "cannot abort" in caplog.text and upload.upload_id in caplog.text and "wrong" not in caplog.text
+    assert pending_uploads(s3, s3_bucket) == ["aborted.bin"]
+    upload.abort()
+    assert pending_uploads(s3, s3_bucket) == []

@@ -35,8 +35,8 @@ def test_a_resume_keeps_only_ranges_whose_parts_are_intact(tmp_path):
     first = RangeCheckpoint(pipeline, pipeline.checkpoint)
     staging = first.staging({"sink": str(tmp_path / "o.jsonl"), "dlq": str(tmp_path / "e.jsonl")}, fresh=True)
     for name, data in (("a.part", b"12345"), ("b.part", b"123"), ("d.part", b"xy")):
-        (Path(staging["sink"]) / name).write_bytes(data)
-    (Path(staging["dlq"]) / "d.part").write_bytes(b"dlq")
+        (Path(staging["sink"].location) / name).write_bytes(data)
+    (Path(staging["dlq"].location) / "d.part").write_bytes(b"dlq")
     done = {"0": [_outcome(0, "a.part", 5)],  # intact
             "1": [_outcome(10, "b.part", 4)],  # shorter than recorded: redone
             "2": [_outcome(20, "c.part", 1)],  # gone: redone

@@ -173,24 +173,24 @@ def test_a_commit_that_fails_aborts_its_upload(ray_session, messy, s3, s3_bucket
     assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
 
 
-def test_a_dlq_upload_that_fails_leaves_no_sink_object_either(ray_session, messy, s3, s3_bucket, monkeypatch):
-    """Both uploads get all their parts before either is completed: the DLQ's failing
-    (a staged part lost after its listing) aborts the sink's upload too, so the bucket holds
-    no sink without its DLQ (before, the sink's upload was completed first)."""
+def test_an_upload_that_fails_leaves_the_other_output_unpublished(ray_session, messy, s3, s3_bucket, monkeypatch):
+    """Both uploads get all their parts before either is completed: the sink's failing
+    (a staged part lost after its listing) aborts the DLQ's upload too, made first, so the
+    bucket holds neither (completing each upload as soon as it had its parts left the DLQ)."""
     from flowschema_core import range_io
 
     options = s3.storage_options()
     url = put(s3, s3_bucket, "in.csv", messy[0].read_bytes())
     listed = range_io.part_sizes
 
-    def list_then_lose_a_dlq_part(staging):
+    def list_then_lose_a_sink_part(staging):
         sizes = listed(staging)
-        if "errors.jsonl" in str(staging):
+        if "errors.jsonl" not in str(staging):
             victim = sorted(name for name in sizes if name.endswith(".part"))[0]
             s3.client().delete_object(Bucket=s3_bucket, Key=staging.join(victim).location.split("/", 3)[3])
         return sizes
 
-    monkeypatch.setattr(range_io, "part_sizes", list_then_lose_a_dlq_part)
+    monkeypatch.setattr(range_io, "part_sizes", list_then_lose_a_sink_part)
     pipeline = fs.Pipeline(fs.CSVSource(url, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/o.jsonl", storage_options=options),
                            fs.JSONLSink(f"s3://{s3_bucket}/o.errors.jsonl", storage_options=options),
                            executor=RayExecutor(num_actors=2, distributed=True, range_bytes="16KiB"))
@@ -245,27 +245,71 @@ def test_other_stores_run_in_the_single_driver_mode_or_are_refused(ray_session, 
         pipeline.run()
 
 
-def test_an_input_object_overwritten_during_the_run_is_refused_before_the_commit(ray_session, messy, s3, s3_bucket):
+def test_an_input_object_overwritten_during_the_run_is_refused_before_the_commit(ray_session, messy, s3, s3_bucket, monkeypatch):
     """Each range is one GET of the object as it is then: an object overwritten mid-run
     would give a mix of two versions. Its version after the last range must be the one
-    seen before planning, or nothing is written."""
+    seen before planning, or nothing is written. (The overwrite lands just after the
+    ranges are processed: the latest moment, and no race with the run.)"""
+    from flowschema_ray.distributed import DistributedRun
+
     path, _ = messy
     options = s3.storage_options()
     url = put(s3, s3_bucket, "in/live.csv", path.read_bytes())
-    executor = RayExecutor(num_actors=2, distributed=True, range_bytes="8KiB")
+    processed = DistributedRun._process
 
-    def overwrite():
-        deadline = time.monotonic() + 120
-        while not any(".staging/" in key and key.endswith(".part") for key in keys(s3, s3_bucket)) and time.monotonic() < deadline:
-            time.sleep(0.05)
+    def process_then_overwrite(self, desc, ranges):
+        processed(self, desc, ranges)
         put(s3, s3_bucket, "in/live.csv", path.read_bytes().replace(b"item", b"ITEM"))  # same size, new content
 
-    thread = threading.Thread(target=overwrite, daemon=True)
-    thread.start()
+    monkeypatch.setattr(DistributedRun, "_process", process_then_overwrite)
     out = f"s3://{s3_bucket}/out/live.jsonl"
     with pytest.raises(fs.SourceError, match="changed while the run was reading it"):
         _run(fs.CSVSource(url, storage_options=options), fs.JSONLSink(out, storage_options=options),
-             fs.JSONLSink(f"s3://{s3_bucket}/out/live.errors.jsonl", storage_options=options), executor, hooks=[Slow(0.001)],
-             chunk_bytes="8KiB")
-    thread.join()
+             fs.JSONLSink(f"s3://{s3_bucket}/out/live.errors.jsonl", storage_options=options),
+             RayExecutor(num_actors=2, distributed=True, range_bytes="8KiB"), chunk_bytes="8KiB")
     assert keys(s3, s3_bucket) == ["in/live.csv"] and pending_uploads(s3, s3_bucket) == []
+
+
+def test_a_checkpointed_s3_run_stopped_midway_resumes_by_its_committed_ranges(ray_session, messy, inline_run, s3, s3_bucket, tmp_path):
+    """S3 in and out with checkpoint=: the staging prefixes get stable names, so a run
+    stopped by Ctrl-C keeps its parts in the bucket and the resume redoes only the other
+    ranges; the state on disk holds no storage option (the credentials)."""
+    options = s3.storage_options()
+    url = put(s3, s3_bucket, "in/items.csv", messy[0].read_bytes())
+    checkpoint, state = tmp_path / "ckpt", tmp_path / "ckpt" / "state.json"
+
+    def pipeline(hooks):
+        return fs.Pipeline(fs.CSVSource(url, storage_options=options), Item,
+                           fs.JSONLSink(f"s3://{s3_bucket}/out/items.jsonl", storage_options=options),
+                           fs.JSONLSink(f"s3://{s3_bucket}/out/items.errors.jsonl", storage_options=options), hooks=hooks,
+                           chunk_bytes="8KiB", checkpoint=checkpoint, checkpoint_interval=0,
+                           executor=RayExecutor(num_actors=2, distributed=True, range_bytes="8KiB"))
+
+    def ranges_done():
+        try:
+            return len(json.loads(state.read_text())["ranges"]["done"])
+        except (OSError, ValueError, KeyError):
+            return 0
+
+    def interrupt():
+        deadline = time.monotonic() + 120
+        while ranges_done() < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the run stops, keeping its parts for the resume
+
+    stopper = threading.Thread(target=interrupt, daemon=True)
+    stopper.start()
+    first = pipeline([Slow(0.002)]).run()
+    stopper.join()
+    assert first.interrupted
+    staged = [key for key in keys(s3, s3_bucket) if key.startswith("out/")]
+    assert staged and all(".staging/" in key for key in staged)  # parts kept, nothing under a final name
+    assert options["secret"] not in state.read_text() and options["key"] not in state.read_text()
+    report = pipeline([Slow(0.002)]).run()  # the same hooks: they are part of the checkpoint's fingerprint
+    _, ref_out, ref_dlq = inline_run
+    assert get(s3, s3_bucket, "out/items.jsonl") == ref_out
+    assert _dlq(get(s3, s3_bucket, "out/items.errors.jsonl")) == _without_source(ref_dlq)
+    assert report.rows_read == ROWS and 2 <= report.ranges_from_checkpoint < report.chunks
+    assert keys(s3, s3_bucket) == ["in/items.csv", "out/items.errors.jsonl", "out/items.jsonl"] and pending_uploads(s3, s3_bucket) == []
+    assert pipeline([Slow(0.002)]).run().rows_read == ROWS  # done: the report again, nothing written
+    assert keys(s3, s3_bucket) == ["in/items.csv", "out/items.errors.jsonl", "out/items.jsonl"]
