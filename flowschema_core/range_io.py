@@ -150,10 +150,17 @@ def identity(path: str, storage_options: Mapping[str, Any] | None = None) -> lis
     try:
         if storage.is_remote(path):
             return sorted(storage.identity(path, storage_options).items())
-        info = os.stat(path)
-        return [info.st_size, info.st_mtime_ns]
+        if os.path.isdir(path):  # a Parquet dataset: every file under it
+            return sorted([os.path.relpath(os.path.join(root, name), path), *_stat(os.path.join(root, name))]
+                          for root, _, names in os.walk(path) for name in names)
+        return _stat(path)
     except Exception:  # noqa: BLE001 - not seen from this node, whatever the reason: the probe says so
         return None
+
+
+def _stat(path: str) -> list[int]:
+    info = os.stat(path)
+    return [info.st_size, info.st_mtime_ns]
 
 
 def mode_limit(path: str) -> int | None:

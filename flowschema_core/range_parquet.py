@@ -27,11 +27,13 @@ works on the unit. Every row costs at least one, so a unit cut at row ``r`` of `
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import storage
 from .arrow_schema import import_pyarrow
 from .kinds import arrow as arrow_kind
 from .ranges import ExactRange, Plan
@@ -54,10 +56,13 @@ class ParquetUnit(ExactRange):
 
 
 def unsupported(source: ParquetSource) -> str | None:
-    """Why distributed mode cannot read ``source``, or None (it reads a file or a directory)."""
+    """Why distributed mode cannot read ``source``, or None (it reads a file or a directory,
+    or an object or a prefix in object storage, whose existence the description checks)."""
+    if storage.is_remote(source.path) and not glob.has_magic(source.path):
+        return None
     if os.path.isfile(source.path) or os.path.isdir(source.path):
         return None
-    return (f"the source {source.path} is not a Parquet file or directory (distributed mode reads a file or a "
+    return (f"the source {source.name} is not a Parquet file or directory (distributed mode reads a file or a "
             "directory of them, not a glob pattern)")
 
 
@@ -88,7 +93,10 @@ def describe(source: ParquetSource) -> dict[str, Any]:
     return {"kind": "parquet", "path": source.path, "name": source.name, "refused": None, "notes": [],
             "data_start": 0, "lines0": 0, "size": sum(group_cost(*g) for f in files for g in f["groups"]),
             "max_record_bytes": source.max_record_bytes, "fields": list(source.fields or []), "columns": source.columns,
-            "batch_rows": source.batch_rows, "files": files}
+            "batch_rows": source.batch_rows, "files": files,
+            # They travel with the description to every call (they may hold credentials: a
+            # checkpoint leaves them out and takes them from the resumed run's source).
+            "storage_options": dict(source.storage_options)}
 
 
 def _display(source: ParquetSource, path: str) -> str:
@@ -190,7 +198,7 @@ def _batches(desc: dict[str, Any], piece: dict[str, Any]) -> Iterator[Any]:
     :class:`OversizedGroup` for rows that are not to be read."""
     pa = import_pyarrow()
     source = ParquetSource(desc["path"], columns=desc["columns"], batch_rows=desc["batch_rows"],
-                           max_record_bytes=desc["max_record_bytes"])
+                           max_record_bytes=desc["max_record_bytes"], storage_options=desc.get("storage_options"))
     source.fields = list(desc["fields"])
     for segment in piece["segments"]:
         if segment["oversized"]:

@@ -32,6 +32,7 @@ traceback.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import io
 import json
@@ -206,13 +207,24 @@ def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict
     checkpoint was made of. A store that gives none refuses checkpoints of it."""
     fs, path = filesystem(url, storage_options)
     with translated(url, "cannot read", SourceError):
+        fs.invalidate_cache(path)  # what the store holds now, not a listing of earlier
         info = fs.info(path)
+        if info.get("type") == "directory":  # a prefix (a Parquet dataset): all its objects
+            found = fs.find(path, detail=True)
+            tree = [[name, int(found[name].get("size") or 0), _version(url, found[name])] for name in sorted(found)]
+            digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
+            return {"size": sum(size for _, size, _ in tree), "objects": len(tree), "digest": digest}
+    return {"size": int(info.get("size") or 0), **_version(url, info)}
+
+
+def _version(url: str, info: Mapping[str, Any]) -> dict[str, str]:
+    """An object's version as the store gives it: its content's when it can, else its write time."""
     version = {key: str(info[key]) for key in _CONTENT_KEYS if info.get(key) is not None}
     version = version or {key: str(info[key]) for key in _TIME_KEYS if info.get(key) is not None}
     if not version:
         raise ConfigError(f"{display(url)}: the store tells no version (ETag, generation or modification time) of this object, so a "
                           "checkpoint could not tell whether it changed before a resume; run without checkpoint=, or copy it locally")
-    return {"size": int(info.get("size") or 0), **version}
+    return version
 
 
 def open_input(url: str, storage_options: Mapping[str, Any] | None = None, *, progress: Any = None) -> io.BufferedReader:

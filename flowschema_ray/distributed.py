@@ -109,8 +109,6 @@ def unsupported(pipeline: Pipeline) -> str | None:
                         "files and s3:// objects only (other stores run in the single-driver mode)")
     path = getattr(source, "path", None)
     if isinstance(source, ParquetSource):
-        if storage.is_remote(source.path):
-            return f"{source.name} is in object storage: distributed mode reads local Parquet files only (for now)"
         if (why := range_parquet.unsupported(source)) is not None:
             return why
         if pipeline.record_timeout:  # a unit is read in record batches: the beacon counts one call's records
@@ -371,8 +369,8 @@ class DistributedRun:
         if now != expected:
             again = (f"delete the checkpoint {self.checkpoint.store.directory} (it belongs to the old version) and run again"
                      if self.checkpoint is not None else "run again on the new version")
-            raise SourceError(f"{self.source.name} changed while the run was reading it (size or version {expected} -> {now}); "
-                              f"nothing was written: {again}")
+            raise SourceError(f"{self.source.name} changed while the run was reading it (size or version {str(expected)[:200]} -> "
+                              f"{str(now)[:200]}); nothing was written: {again}")
 
     def _new_actor(self) -> _RangeActor:
         handle = self.actor_cls.remote(self.spec_ref, self.sys_path)
