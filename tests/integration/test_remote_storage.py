@@ -469,3 +469,19 @@ def test_an_abort_that_fails_is_logged_not_raised(s3, s3_bucket, caplog):
     assert pending_uploads(s3, s3_bucket) == ["aborted.bin"]
     upload.abort()
     assert pending_uploads(s3, s3_bucket) == []
+
+
+def test_a_prefix_has_a_version_made_of_all_its_objects(s3, s3_bucket):
+    """A Parquet dataset under a prefix: its identity changes when an object under it is
+    added or rewritten, not otherwise (a checkpoint and distributed mode rely on it)."""
+    options = s3.storage_options()
+    put(s3, s3_bucket, "ds/a=1/f.parquet", b"one")
+    put(s3, s3_bucket, "ds/a=2/f.parquet", b"two")
+    url = f"s3://{s3_bucket}/ds"
+    first = storage.identity(url, options)
+    assert first == storage.identity(url, options) and first["objects"] == 2 and first["size"] == 6
+    put(s3, s3_bucket, "ds/a=2/f.parquet", b"TWO")  # same size, new content
+    second = storage.identity(url, options)
+    assert second != first
+    put(s3, s3_bucket, "ds/a=3/f.parquet", b"")
+    assert storage.identity(url, options)["objects"] == 3
