@@ -150,9 +150,13 @@ def identity(path: str, storage_options: Mapping[str, Any] | None = None) -> lis
     try:
         if storage.is_remote(path):
             return sorted(storage.identity(path, storage_options).items())
-        if os.path.isdir(path):  # a Parquet dataset: every file under it
-            return sorted([os.path.relpath(os.path.join(root, name), path), *_stat(os.path.join(root, name))]
-                          for root, _, names in os.walk(path) for name in names)
+        if os.path.isdir(path):  # a Parquet dataset: every file under it but hidden ones (a staging beside the outputs)
+            found = []
+            for root, dirs, names in os.walk(path):
+                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+                found += [[os.path.relpath(os.path.join(root, n), path), *_stat(os.path.join(root, n))] for n in names
+                          if not n.startswith((".", "_"))]
+            return sorted(found)
         return _stat(path)
     except Exception:  # noqa: BLE001 - not seen from this node, whatever the reason: the probe says so
         return None

@@ -484,4 +484,8 @@ def test_a_prefix_has_a_version_made_of_all_its_objects(s3, s3_bucket):
     second = storage.identity(url, options)
     assert second != first
     put(s3, s3_bucket, "ds/a=3/f.parquet", b"")
-    assert storage.identity(url, options)["objects"] == 3
+    third = storage.identity(url, options)
+    assert third["objects"] == 3
+    put(s3, s3_bucket, "ds/.out.jsonl.0123.staging/p0.part", b"staged")  # a run writing beside its input
+    put(s3, s3_bucket, "ds/_SUCCESS", b"")
+    assert storage.identity(url, options) == third

@@ -103,3 +103,15 @@ def test_an_object_added_under_the_prefix_during_the_run_is_refused(ray_session,
         _run(fs.ParquetSource(url, storage_options=options), fs.JSONLSink(tmp_path / "o.jsonl"), fs.JSONLSink(tmp_path / "o.errors.jsonl"),
              RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB"))
     assert sorted(os.listdir(tmp_path)) == ["f0.parquet", "f1.parquet"]  # no output, no staging
+
+
+def test_outputs_written_under_the_input_prefix_are_not_a_change_of_it(ray_session, s3, s3_bucket, tmp_path):
+    """The staging beside outputs that live under the dataset's prefix is hidden (".NAME…"),
+    as readers of a dataset skip it: the run is not refused for its own parts."""
+    options = s3.storage_options()
+    url = _put_dataset(s3, s3_bucket, tmp_path)
+    report = _run(fs.ParquetSource(url, storage_options=options), fs.JSONLSink(f"{url}/out.jsonl", storage_options=options),
+                  fs.JSONLSink(f"{url}/out.errors.jsonl", storage_options=options),
+                  RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB"))
+    assert report.rows_read == 600 and report.bytes_through_driver == 0
+    assert [key for key in keys(s3, s3_bucket) if not key.endswith(".parquet")] == ["ds/out.errors.jsonl", "ds/out.jsonl"]
