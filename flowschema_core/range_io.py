@@ -186,7 +186,7 @@ def make_staging(final: str | os.PathLike[str], storage_options: Mapping[str, An
         os.makedirs(directory)
         return Place(directory)
     staging = staging_beside(final, storage_options, uuid.uuid4().hex[:12])
-    open_staging(staging)
+    open_staging(staging, final)
     return staging
 
 
@@ -201,14 +201,15 @@ def staging_beside(final: str | os.PathLike[str], storage_options: Mapping[str, 
     return Place(os.path.join(os.path.dirname(final), f".{os.path.basename(final)}.{tag}.staging"))
 
 
-def open_staging(staging: Place) -> None:
-    """Make ``staging`` ready for parts (it may hold some already): a local directory; on
-    S3 a marker object, written now so that a refused bucket fails the run before any work."""
+def open_staging(staging: Place, final: str) -> None:
+    """Make ``staging`` ready for the parts of the output ``final`` (it may hold some
+    already): a local directory; on S3 a marker object, written now so that a refused bucket
+    fails the run before any work, with the output named."""
     if not staging.remote:
         os.makedirs(staging.location, exist_ok=True)
         return
     fs, path = _fs(staging.join(MARKER))
-    with storage.translated(staging.location, "cannot write", SinkError):
+    with storage.translated(final, "cannot write", SinkError):
         fs.pipe_file(path, b"")
 
 

@@ -71,10 +71,10 @@ class RangeCheckpoint:
     def staging(self, outputs: Mapping[str, range_io.Where], *, fresh: bool) -> dict[str, range_io.Place]:
         """The staging places, made (and emptied first when ``fresh``)."""
         staging = self.staging_names(outputs)
-        for where in staging.values():
+        for key, where in staging.items():
             if fresh:
                 range_io.remove_staging(where)  # a deleted checkpoint's parts must not be mixed in
-            range_io.open_staging(where)
+            range_io.open_staging(where, range_io.place(outputs[key]).location)
         return staging
 
     def kept(self, staging: dict[str, range_io.Place]) -> dict[int, list[dict[str, Any]]]:
