@@ -15,7 +15,9 @@ multipart uploads.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +32,7 @@ import flowschema_core as fs
 from flowschema_ray.local_cluster import LocalCluster, ray_cli
 from tests.s3_server import get, keys, pending_uploads, put
 
-pytest.importorskip("psutil", reason="LocalCluster stops its nodes with psutil")
+psutil = pytest.importorskip("psutil", reason="LocalCluster stops its nodes with psutil")
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 20_000
@@ -39,13 +41,13 @@ ROWS = 20_000
 @pytest.fixture(scope="module")
 def head_node():
     """A 2-node cluster (one CPU each): the dashboard URL, the environment for the ``ray``
-    CLI, the head's temp dir, and a function that stops the worker node."""
+    CLI, the nodes' temp dirs (the head's first), and a function that stops the worker node."""
     try:
         cluster = LocalCluster(nodes=2, cpus_per_node=1)
     except fs.MissingDependencyError as exc:
         pytest.skip(str(exc))
     with cluster:
-        yield cluster.dashboard_url, cluster.env, cluster.temp_dirs[0], lambda: cluster.stop_node(1)
+        yield cluster.dashboard_url, cluster.env, cluster.temp_dirs, lambda: cluster.stop_node(1)
 
 
 def _working_dir(dest):
@@ -131,9 +133,34 @@ print(report.to_json())
 """
 
 
-def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_path, s3, s3_bucket):
-    """Stop the second node (its whole process tree) once parts are being written to S3:
-    its actor dies, its ranges are redone by the actor on the head node, the output is exact."""
+def _cluster_actor_pids(temp_dirs: list[str]) -> list[int]:
+    """The RangeActor processes of this cluster's nodes (a raylet names its temp dir in its
+    command line), not of another Ray on the machine."""
+    pids = []
+    for proc in psutil.process_iter(["cmdline", "ppid"]):
+        if "RangeActor" not in " ".join(proc.info["cmdline"] or []):
+            continue
+        try:
+            parent = " ".join(psutil.Process(proc.info["ppid"]).cmdline())
+        except psutil.Error:
+            continue
+        if any(temp_dir in parent for temp_dir in temp_dirs):
+            pids.append(proc.pid)
+    return pids
+
+
+def _kill_an_actor(head_node) -> None:
+    pids = _cluster_actor_pids(head_node[2])
+    assert pids, "no RangeActor process of the cluster found"
+    os.kill(pids[0], signal.SIGKILL)
+
+
+# The actor test first: the node-loss test leaves the cluster with one node.
+@pytest.mark.parametrize("fault", ["actor_sigkilled", "worker_node_stopped"])
+def test_a_fault_mid_run_under_ray_job_submit_gives_the_exact_output(head_node, tmp_path, s3, s3_bucket, fault):
+    """Once parts are being written to S3: SIGKILL one RangeActor process, or stop the
+    second node (its whole process tree). The dead actor's ranges are redone (by a
+    replacement, or by the actor on the head node); the output is exact, nothing is left."""
     url, env, _, stop_worker_node = head_node
     source = tmp_path / "orders.csv"
     sys.path.insert(0, str(ROOT))
@@ -169,7 +196,10 @@ def test_a_worker_node_lost_mid_run_the_run_finishes_on_the_head(head_node, tmp_
                 logs = subprocess.run([ray, "job", "logs", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
                 pytest.fail(f"the job failed before writing parts:\n{logs.stdout[-4000:]}")
         time.sleep(0.2)
-    stop_worker_node()
+    if fault == "actor_sigkilled":
+        _kill_an_actor(head_node)
+    else:
+        stop_worker_node()
     deadline = time.monotonic() + 240
     while True:
         status = subprocess.run([ray, "job", "status", "--address", url, job_id], env=submit_env, capture_output=True, text=True, timeout=60)
