@@ -299,6 +299,20 @@ class PartWriter:
             remove_path(self.tmp)
 
 
+def remove_stagings(stagings: Sequence[Where], *, settle: float = 0.0) -> None:
+    """Remove the staging places; with ``settle`` (after a failed run) remove the S3 ones
+    again and again for that many seconds: a PUT an actor had sent just before it was killed
+    can still land, since the store finishes a request whose sender died. (A local part
+    cannot: its directory is gone, see :func:`remove_staging`.)"""
+    deadline = time.monotonic() + settle
+    while True:
+        for staging in stagings:
+            remove_staging(staging)
+        if time.monotonic() >= deadline or not any(place(s).remote for s in stagings):
+            return
+        time.sleep(0.25)
+
+
 def remove_staging(staging: Where) -> None:
     """Remove a staging directory or prefix and what is in it (best effort on S3: a prefix
     that cannot be removed holds only invisible parts, never the final name)."""
@@ -321,7 +335,7 @@ def remove_staging(staging: Where) -> None:
         fs.rm(path, recursive=True)
         fs.invalidate_cache(path)
     except FileNotFoundError:
-        pass  # nothing was staged
+        pass  # nothing (more) was staged
     except Exception as exc:  # noqa: BLE001 - the run's own outcome is what to report; this is housekeeping
         log.warning("could not remove the staging prefix %s (%s: %s); it holds only parts, never an output: remove it, or let "
                     "a lifecycle rule on the prefix do it", staging, type(exc).__name__, redact_text(str(exc)))

@@ -124,6 +124,10 @@ def unsupported(pipeline: Pipeline) -> str | None:
     return None
 
 
+#: After a failed run, how long S3 staging prefixes are removed again (range_io.remove_stagings).
+STAGING_SETTLE_S = 3.0
+
+
 class DistributedRun:
     """One run of a pipeline in distributed mode; :meth:`execute` returns its report, or
     None when the input turns out not to be splittable and the mode was only ``"auto"``
@@ -229,8 +233,8 @@ class DistributedRun:
                 except Exception as exc:  # noqa: BLE001 - the state of the last save still holds
                     log.warning("could not save the checkpoint on the way out: %s", exc)
             else:
-                for staging in self.staging.values():
-                    range_io.remove_staging(staging)
+                # After a failure, a killed actor's last PUT may still land: removed again for a while.
+                range_io.remove_stagings(list(self.staging.values()), settle=0.0 if done or fallback else STAGING_SETTLE_S)
             sampler.stop()
             self._measure(sampler, time.perf_counter() - started)
             if not fallback:

@@ -148,6 +148,40 @@ def test_a_failed_run_leaves_nothing_in_the_bucket(ray_session, s3, s3_bucket, t
     assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
 
 
+def test_a_part_that_lands_after_a_failed_runs_clean_up_is_removed_too(ray_session, s3, s3_bucket, tmp_path):
+    """An actor killed while its PUT was on the wire: the store may finish that request
+    after the driver removed the staging prefix (a CI run saw such a part left). Here a part
+    lands right after the removal, as that PUT would; the failed run removes it as well."""
+    path = tmp_path / "in.csv"
+    write_messy_csv(path, 600, poison=500)
+    options = s3.storage_options()
+    url = put(s3, s3_bucket, "in.csv", path.read_bytes())
+    late: list[str] = []
+
+    def land_late():
+        deadline, seen = time.monotonic() + 120, None
+        while time.monotonic() < deadline:
+            staged = [key for key in keys(s3, s3_bucket) if ".staging/" in key]
+            parts = [key for key in staged if key.endswith(".part")]
+            if parts:
+                seen = parts[0]
+            elif seen is not None and not staged:  # removed: the late PUT lands now
+                late.append(seen.rsplit("/", 1)[0] + "/late-0.part")
+                put(s3, s3_bucket, late[0], b"late\n")
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=land_late, daemon=True)
+    thread.start()
+    pipeline = fs.Pipeline(fs.CSVSource(url, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/out/o.jsonl", storage_options=options),
+                           fs.JSONLSink(f"s3://{s3_bucket}/out/o.errors.jsonl", storage_options=options),
+                           executor=RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB"), hooks=[FailRun("POISON"), Slow(0.002)])
+    with pytest.raises(fs.FlowSchemaError, match="GeneratorExit"):
+        pipeline.run()
+    thread.join()
+    assert late and keys(s3, s3_bucket) == ["in.csv"]
+
+
 def test_a_commit_that_fails_aborts_its_upload(ray_session, messy, s3, s3_bucket, monkeypatch):
     """A staged part vanishes between the driver's listing and the actors' upload (as a
     lifecycle rule or another process might remove it): the actor's read fails, the driver
