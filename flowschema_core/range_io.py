@@ -9,7 +9,8 @@ with it to the actors and are never shown: names go through :func:`storage.displ
     read_range        open, seek, read                     one ranged GET (fs.cat_file)
     make_staging      directory .NAME.HOST-PID-XXXX.tmp/   prefix .NAME.XXXXXXXXXXXX.staging/ (+ a marker object)
     write_part        temp name + rename: whole or absent  one PUT: whole or absent
-    commit            kernel concatenation + rename        one multipart upload (below)
+    commit            join_parts + publish: kernel         one multipart upload (below), completed
+                      concatenation, then a rename         by the driver
 
 Commit of a local output: the parts are concatenated in range order into a temporary file
 beside the final name, by the kernel (``os.copy_file_range``, else ``os.sendfile``; the
@@ -153,9 +154,9 @@ def identity(path: str, storage_options: Mapping[str, Any] | None = None) -> lis
         if os.path.isdir(path):  # a Parquet dataset: every file under it but hidden ones (a staging beside the outputs)
             found = []
             for root, dirs, names in os.walk(path):
-                dirs[:] = [d for d in dirs if not d.startswith((".", "_"))]
+                dirs[:] = [d for d in dirs if not storage.hidden(d)]
                 found += [[os.path.relpath(os.path.join(root, n), path), *_stat(os.path.join(root, n))] for n in names
-                          if not n.startswith((".", "_"))]
+                          if not storage.hidden(n)]
             return sorted(found)
         return _stat(path)
     except Exception:  # noqa: BLE001 - not seen from this node, whatever the reason: the probe says so
@@ -342,17 +343,6 @@ def remove_staging(staging: Where) -> None:
 
 
 # -- commit: local -----------------------------------------------------------------------
-
-
-def commit(final_path: str, head: bytes, staging: Where, parts: Sequence[str], mode_limit: int | None) -> None:
-    """``head`` + the parts in order, under the local ``final_path``, atomically (see the
-    module docstring)."""
-    tmp = join_parts(final_path, head, staging, parts, mode_limit)
-    try:
-        publish(tmp, final_path)
-    except BaseException:
-        remove_path(tmp)
-        raise
 
 
 def join_parts(final_path: str, head: bytes, staging: Where, parts: Sequence[str], mode_limit: int | None) -> str:

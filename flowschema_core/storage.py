@@ -211,17 +211,18 @@ def identity(url: str, storage_options: Mapping[str, Any] | None = None) -> dict
         info = fs.info(path)
         if info.get("type") == "directory":  # a prefix (a Parquet dataset): all its objects but hidden ones
             base = path.rstrip("/")
-            found = {name: entry for name, entry in fs.find(base, detail=True).items() if not _hidden(posixpath.relpath(name, base))}
+            found = {name: entry for name, entry in fs.find(base, detail=True).items() if not hidden(posixpath.relpath(name, base))}
             tree = [[name, int(found[name].get("size") or 0), _version(url, found[name])] for name in sorted(found)]
             digest = hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()
             return {"size": sum(size for _, size, _ in tree), "objects": len(tree), "digest": digest}
     return {"size": int(info.get("size") or 0), **_version(url, info)}
 
 
-def _hidden(relative: str) -> bool:
-    """Under a name starting with "." or "_" (a run's staging, ``_SUCCESS``, ``_metadata``):
-    what a dataset's readers skip, and a run may write beside its input while reading it."""
-    return any(part.startswith((".", "_")) for part in relative.split("/"))
+def hidden(relative: str) -> bool:
+    """Whether a path relative to a dataset's root ("/" or the OS separator) is under a name
+    starting with "." or "_" (a run's staging, ``_SUCCESS``, ``_metadata``): what a
+    dataset's readers skip, and what a run may write beside its input while reading it."""
+    return any(part.startswith((".", "_")) for part in relative.replace(os.sep, "/").split("/"))
 
 
 def _version(url: str, info: Mapping[str, Any]) -> dict[str, str]:

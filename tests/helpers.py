@@ -25,7 +25,15 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def dlq_without_run_fields(path: Path) -> list[dict]:
     """DLQ records without the fields that differ between runs (``run_id``, ``ts``)."""
-    return [{k: v for k, v in record.items() if k not in ("run_id", "ts")} for record in read_jsonl(path)]
+    with open(path, "rb") as f:
+        return dlq_data_without_run_fields(f.read())
+
+
+def dlq_data_without_run_fields(data: bytes, *, also: tuple[str, ...] = ()) -> list[dict]:
+    """As :func:`dlq_without_run_fields`, of a DLQ's bytes (an object read from a store);
+    ``also``: more fields to leave out (``source``, when the runs read different places)."""
+    drop = ("run_id", "ts", *also)
+    return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in data.splitlines() if line.strip()]
 
 
 def compare_outputs(expected_out: bytes, actual_out: bytes) -> tuple[int, int]:

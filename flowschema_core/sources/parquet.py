@@ -76,8 +76,8 @@ class ParquetSource(Source):
         if os.path.isdir(path):
             found = []
             for root, dirs, names in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
-                found += [os.path.join(root, n) for n in sorted(names) if n.endswith(".parquet") and not n.startswith((".", "_"))]
+                dirs[:] = sorted(d for d in dirs if not storage.hidden(d))
+                found += [os.path.join(root, n) for n in sorted(names) if n.endswith(".parquet") and not storage.hidden(n)]
             if not found:
                 raise SourceError(f"no .parquet files in the directory {path}")
             return [(f, _partitions(os.path.relpath(os.path.dirname(f), path))) for f in found]
@@ -101,7 +101,7 @@ class ParquetSource(Source):
                 return [(self.path, {})]
             base = root.rstrip("/")
             found = sorted(f for f in fs.find(base) if f.endswith(".parquet")
-                           and not any(part.startswith((".", "_")) for part in posixpath.relpath(f, base).split("/")))
+                           and not storage.hidden(posixpath.relpath(f, base)))
         if not found:
             raise SourceError(f"Parquet file not found: {self.name} (no object, and no .parquet files under it)")
         return [(fs.unstrip_protocol(f), _partitions(posixpath.dirname(posixpath.relpath(f, base)), "/")) for f in found]

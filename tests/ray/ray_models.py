@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import threading
+import time
 
 import flowschema_core as fs
 from tests.integration.pipeline_models import Item, Slow  # noqa: F401 - shared with the process tests
@@ -67,3 +71,28 @@ class FailRun(fs.Hook):
         if record.get("name") == self.marker:
             raise GeneratorExit("not a record's problem")
         return record
+
+
+def ranges_done(state_file) -> int:
+    """How many ranges a distributed checkpoint's state lists as settled (0 before its first save)."""
+    try:
+        with open(state_file) as f:
+            return len(json.load(f)["ranges"]["done"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def ctrl_c_after_ranges(state_file, count: int) -> threading.Thread:
+    """A started thread that sends this process SIGINT (Ctrl-C) once the checkpoint at
+    ``state_file`` lists ``count`` settled ranges (or after 120 s): the run stops, keeping
+    its parts for the resume. Join it after the run."""
+
+    def interrupt() -> None:
+        deadline = time.monotonic() + 120
+        while ranges_done(state_file) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    return thread

@@ -19,7 +19,7 @@ pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema
 import flowschema_core as fs
 from flowschema_ray import RayExecutor
 from tests.helpers import dlq_without_run_fields, run_to_jsonl
-from tests.ray.ray_models import Item, Slow
+from tests.ray.ray_models import Item, Slow, ranges_done
 
 ROWS = 1500
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -123,14 +123,6 @@ def test_the_error_budget_stops_a_distributed_run_as_it_stops_a_single_driver_ru
     assert not [n for n in os.listdir(tmp_path) if n.startswith(".")]  # no staging left
 
 
-def _ranges_done(state_file):
-    try:
-        with open(state_file) as f:
-            return len(json.load(f)["ranges"]["done"])
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
 def _resume(messy, out, checkpoint):
     """Run the driver's pipeline again in this process, with its checkpoint; the report and the outputs."""
     executor = RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB")
@@ -147,7 +139,7 @@ def test_a_stop_signal_keeps_a_checkpointed_runs_parts_for_the_resume(ray_sessio
     proc, pids = _driver(ray_session, messy[0], out, "--slow", "0.003", "--checkpoint", str(checkpoint))
     try:
         _actors_of(proc, pids)
-        assert _wait_for(lambda: _ranges_done(checkpoint / "state.json") >= 2), "the checkpoint never listed a settled range"
+        assert _wait_for(lambda: ranges_done(checkpoint / "state.json") >= 2), "the checkpoint never listed a settled range"
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
@@ -158,7 +150,7 @@ def test_a_stop_signal_keeps_a_checkpointed_runs_parts_for_the_resume(ray_sessio
     assert report["interrupted"] is True and report["stop_signal"] == "SIGTERM"
     assert not (out / "out.jsonl").exists() and not (out / "out.errors.jsonl").exists()
     assert len(_parts(out)) >= 2  # kept in the stable staging directories
-    saved = _ranges_done(checkpoint / "state.json")
+    saved = ranges_done(checkpoint / "state.json")
     single = fs.Pipeline(fs.CSVSource(messy[0]), Item, fs.JSONLSink(out / "out.jsonl"), fs.JSONLSink(out / "out.errors.jsonl"),
                          executor="inline", hooks=[Slow(0)], checkpoint=checkpoint, chunk_bytes="2KiB")
     with pytest.raises(fs.CheckpointError, match="differs in: mode"):  # ranges cannot be resumed as chunks
@@ -173,13 +165,10 @@ def test_a_killed_driver_resumes_by_committed_ranges(ray_session, messy, inline_
     out.mkdir()
     state_file = checkpoint / "state.json"
 
-    def ranges_done():
-        return _ranges_done(state_file)
-
     proc, pids = _driver(ray_session, messy[0], out, "--slow", "0.003", "--checkpoint", str(checkpoint))
     try:
         actors = _actors_of(proc, pids)
-        assert _wait_for(lambda: ranges_done() >= 3), "the checkpoint never listed a settled range"
+        assert _wait_for(lambda: ranges_done(state_file) >= 3), "the checkpoint never listed a settled range"
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
     finally:

@@ -5,14 +5,14 @@ object added under the prefix during the run is refused before anything is writt
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 import flowschema_core as fs
 from flowschema_ray import RayExecutor
-from tests.helpers import write_messy_parquet
+from tests.helpers import dlq_data_without_run_fields as _dlq
+from tests.helpers import dlq_without_run_fields, write_messy_parquet
 from tests.integration.pipeline_models import DropEven, Item
 from tests.s3_server import get, keys, pending_uploads, put
 
@@ -21,10 +21,6 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 ROWS = 1200
-
-
-def _dlq(data: bytes) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k not in ("run_id", "ts")} for line in data.splitlines()]
 
 
 def _run(source, sink, errors, executor):
@@ -50,7 +46,7 @@ def test_an_s3_parquet_object_in_row_groups_equals_the_single_driver_run(ray_ses
                   fs.JSONLSink(dlq, storage_options=options), RayExecutor(num_actors=2, distributed=True, range_bytes="4KiB"))
     assert get(s3, s3_bucket, "out/items.jsonl") == (tmp_path / "single.jsonl").read_bytes()
     remote_dlq = _dlq(get(s3, s3_bucket, "out/items.errors.jsonl"))
-    assert remote_dlq == _dlq((tmp_path / "single.errors.jsonl").read_bytes()) and [r["record"] for r in remote_dlq] == bad
+    assert remote_dlq == dlq_without_run_fields(tmp_path / "single.errors.jsonl") and [r["record"] for r in remote_dlq] == bad
     assert (report.rows_read, report.rows_valid, report.rows_filtered) == (ROWS, single.rows_valid, single.rows_filtered)
     assert report.bytes_through_driver == 0 and report.chunks >= 5
     assert any(note.startswith("distributed mode:") for note in report.notes)
@@ -78,7 +74,7 @@ def test_an_s3_prefix_of_parquet_files_equals_the_single_driver_run(ray_session,
     for name, executor in (("single", "inline"), ("dist", RayExecutor(num_actors=2, distributed=True, range_bytes="2KiB"))):
         report = _run(fs.ParquetSource(url, storage_options=options), fs.JSONLSink(tmp_path / f"{name}.jsonl"),
                       fs.JSONLSink(tmp_path / f"{name}.errors.jsonl"), executor)
-        outputs[name] = report, (tmp_path / f"{name}.jsonl").read_bytes(), _dlq((tmp_path / f"{name}.errors.jsonl").read_bytes())
+        outputs[name] = report, (tmp_path / f"{name}.jsonl").read_bytes(), dlq_without_run_fields(tmp_path / f"{name}.errors.jsonl")
     (single, s_out, s_dlq), (dist, d_out, d_dlq) = outputs["single"], outputs["dist"]
     assert d_out == s_out and d_dlq == s_dlq != []
     assert dist.rows_read == single.rows_read == 600 and dist.bytes_through_driver == 0 and dist.chunks > 2

@@ -19,8 +19,8 @@ pytest.importorskip("ray", reason="ray is not installed: pip install 'flowschema
 
 import flowschema_core as fs
 from flowschema_ray import RayExecutor
-from tests.helpers import run_to_jsonl
-from tests.ray.ray_models import FailRun, Item, Slow, write_messy_csv
+from tests.helpers import dlq_data_without_run_fields, run_to_jsonl
+from tests.ray.ray_models import FailRun, Item, Slow, ctrl_c_after_ranges, write_messy_csv
 from tests.s3_server import get, keys, pending_uploads, put
 
 ROWS = 3000
@@ -33,7 +33,7 @@ def inline_run(messy, tmp_path_factory):
 
 def _dlq(data: bytes) -> list[dict]:
     """DLQ records without the fields that differ between runs and places (run_id, ts, source)."""
-    return [{k: v for k, v in json.loads(line).items() if k not in ("run_id", "ts", "source")} for line in data.splitlines()]
+    return dlq_data_without_run_fields(data, also=("source",))
 
 
 def _without_source(records: list[dict]) -> list[dict]:
@@ -182,28 +182,36 @@ def test_a_part_that_lands_after_a_failed_runs_clean_up_is_removed_too(ray_sessi
     assert late and keys(s3, s3_bucket) == ["in.csv"]
 
 
-def test_a_commit_that_fails_aborts_its_upload(ray_session, messy, s3, s3_bucket, monkeypatch):
-    """A staged part vanishes between the driver's listing and the actors' upload (as a
-    lifecycle rule or another process might remove it): the actor's read fails, the driver
-    aborts the multipart upload and removes the staging, and nothing appears anywhere."""
+def _commit_losing_a_staged_part(monkeypatch, s3, s3_bucket, source, *, index, sink_only=False):
+    """Run to the commit with a staged part removed right after the driver lists its
+    staging prefix (as a lifecycle rule or another process might): the ``index``-th part of
+    each listed prefix, or of the sink's only. The commit fails with a SinkError."""
     from flowschema_core import range_io
 
     options = s3.storage_options()
-    url = put(s3, s3_bucket, "in.csv", messy[0].read_bytes())
     listed = range_io.part_sizes
 
-    def list_then_lose_one(staging):  # the driver's listing; then one staged part is gone
+    def list_then_lose_one(staging):
         sizes = listed(staging)
-        victim = sorted(name for name in sizes if name.endswith(".part"))[1]
-        s3.client().delete_object(Bucket=s3_bucket, Key=staging.join(victim).location.split("/", 3)[3])
+        if not sink_only or "errors.jsonl" not in str(staging):
+            victim = sorted(name for name in sizes if name.endswith(".part"))[index]
+            s3.client().delete_object(Bucket=s3_bucket, Key=staging.join(victim).location.split("/", 3)[3])
         return sizes
 
     monkeypatch.setattr(range_io, "part_sizes", list_then_lose_one)
-    pipeline = fs.Pipeline(fs.CSVSource(url, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/o.jsonl", storage_options=options),
+    pipeline = fs.Pipeline(fs.CSVSource(source, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/o.jsonl", storage_options=options),
                            fs.JSONLSink(f"s3://{s3_bucket}/o.errors.jsonl", storage_options=options),
                            executor=RayExecutor(num_actors=2, distributed=True, range_bytes="16KiB"))
     with pytest.raises(fs.SinkError, match=r"cannot read the parts under .*not found"):
         pipeline.run()
+
+
+def test_a_commit_that_fails_aborts_its_upload(ray_session, messy, s3, s3_bucket, monkeypatch):
+    """A staged part vanishes between the driver's listing and the actors' upload: the
+    actor's read fails, the driver aborts the multipart upload and removes the staging, and
+    nothing appears anywhere."""
+    url = put(s3, s3_bucket, "in.csv", messy[0].read_bytes())
+    _commit_losing_a_staged_part(monkeypatch, s3, s3_bucket, url, index=1)
     assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
 
 
@@ -211,25 +219,8 @@ def test_an_upload_that_fails_leaves_the_other_output_unpublished(ray_session, m
     """Both uploads get all their parts before either is completed: the sink's failing
     (a staged part lost after its listing) aborts the DLQ's upload too, made first, so the
     bucket holds neither (completing each upload as soon as it had its parts left the DLQ)."""
-    from flowschema_core import range_io
-
-    options = s3.storage_options()
     url = put(s3, s3_bucket, "in.csv", messy[0].read_bytes())
-    listed = range_io.part_sizes
-
-    def list_then_lose_a_sink_part(staging):
-        sizes = listed(staging)
-        if "errors.jsonl" not in str(staging):
-            victim = sorted(name for name in sizes if name.endswith(".part"))[0]
-            s3.client().delete_object(Bucket=s3_bucket, Key=staging.join(victim).location.split("/", 3)[3])
-        return sizes
-
-    monkeypatch.setattr(range_io, "part_sizes", list_then_lose_a_sink_part)
-    pipeline = fs.Pipeline(fs.CSVSource(url, storage_options=options), Item, fs.JSONLSink(f"s3://{s3_bucket}/o.jsonl", storage_options=options),
-                           fs.JSONLSink(f"s3://{s3_bucket}/o.errors.jsonl", storage_options=options),
-                           executor=RayExecutor(num_actors=2, distributed=True, range_bytes="16KiB"))
-    with pytest.raises(fs.SinkError, match=r"cannot read the parts under .*not found"):
-        pipeline.run()
+    _commit_losing_a_staged_part(monkeypatch, s3, s3_bucket, url, index=0, sink_only=True)
     assert keys(s3, s3_bucket) == ["in.csv"] and pending_uploads(s3, s3_bucket) == []
 
 
@@ -319,20 +310,7 @@ def test_a_checkpointed_s3_run_stopped_midway_resumes_by_its_committed_ranges(ra
                            chunk_bytes="8KiB", checkpoint=checkpoint, checkpoint_interval=0,
                            executor=RayExecutor(num_actors=2, distributed=True, range_bytes="8KiB"))
 
-    def ranges_done():
-        try:
-            return len(json.loads(state.read_text())["ranges"]["done"])
-        except (OSError, ValueError, KeyError):
-            return 0
-
-    def interrupt():
-        deadline = time.monotonic() + 120
-        while ranges_done() < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the run stops, keeping its parts for the resume
-
-    stopper = threading.Thread(target=interrupt, daemon=True)
-    stopper.start()
+    stopper = ctrl_c_after_ranges(state, 2)
     first = pipeline([Slow(0.002)]).run()
     stopper.join()
     assert first.interrupted

@@ -4,11 +4,7 @@ from the database themselves; outputs byte-equal to an inline run of the same so
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import threading
-import time
 
 import pytest
 
@@ -20,7 +16,7 @@ import sqlalchemy as sa
 import flowschema_core as fs
 from flowschema_ray import RayExecutor
 from tests.helpers import run_to_jsonl
-from tests.ray.ray_models import ExitOnMarker, Item, Slow
+from tests.ray.ray_models import ExitOnMarker, Item, Slow, ctrl_c_after_ranges
 
 ROWS = 1500
 
@@ -133,20 +129,7 @@ def test_a_checkpointed_sql_run_stopped_midway_resumes_by_its_key_ranges(ray_ses
                             RayExecutor(num_actors=2, distributed=True, range_bytes="4KiB"), hooks=hooks, chunk_bytes="4KiB",
                             checkpoint=checkpoint, checkpoint_interval=0)
 
-    def ranges_done():
-        try:
-            return len(json.loads(state.read_text())["ranges"]["done"])
-        except (OSError, ValueError, KeyError):
-            return 0
-
-    def interrupt():
-        deadline = time.monotonic() + 120
-        while ranges_done() < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the run stops, keeping its parts for the resume
-
-    stopper = threading.Thread(target=interrupt, daemon=True)
-    stopper.start()
+    stopper = ctrl_c_after_ranges(state, 2)
     first = fs.Pipeline(fs.SQLSource(url, table="items", key="id"), Item, fs.JSONLSink(tmp_path / "dist.jsonl"),
                         fs.JSONLSink(tmp_path / "dist.errors.jsonl"), hooks=[Slow(0.002)], chunk_bytes="4KiB", checkpoint=checkpoint,
                         checkpoint_interval=0, executor=RayExecutor(num_actors=2, distributed=True, range_bytes="4KiB")).run()

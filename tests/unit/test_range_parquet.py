@@ -102,8 +102,9 @@ def run_in_units(source, model, sink_path, dlq_path, range_bytes, *, hooks=(), n
     pieces = [p for u in plan.ranges for p in (narrowed(vars(u)) if u.index in narrow else [vars(u)])]
     outs = [range_work.process(processor, desc, p, staging, "r1", 0) for p in pieces]
     for key in ("sink", "dlq"):
-        range_io.commit(str(sink_path if key == "sink" else dlq_path), b"", staging[key],
-                        sorted(o[f"{key}_part"] for o in outs if o[f"{key}_part"]), None)
+        final = str(sink_path if key == "sink" else dlq_path)
+        range_io.publish(range_io.join_parts(final, b"", staging[key], sorted(o[f"{key}_part"] for o in outs if o[f"{key}_part"]), None),
+                         final)
         range_io.remove_staging(staging[key])
     return plan, outs
 

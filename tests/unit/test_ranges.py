@@ -44,8 +44,8 @@ def run_in_ranges(source, sink_path, dlq_path, range_bytes, run_id="r1", model=R
     outs = [range_work.process(processor, desc, vars(r), staging, run_id, 0) for r in result.ranges]
     sink_parts = [o["sink_part"] for o in outs if o["sink_part"]]
     dlq_parts = [o["dlq_part"] for o in outs if o["dlq_part"]]
-    range_io.commit(sink_path, b"", staging["sink"], sink_parts, None)
-    range_io.commit(dlq_path, b"", staging["dlq"], dlq_parts, None)
+    range_io.publish(range_io.join_parts(sink_path, b"", staging["sink"], sink_parts, None), sink_path)
+    range_io.publish(range_io.join_parts(dlq_path, b"", staging["dlq"], dlq_parts, None), dlq_path)
     for place in staging.values():
         range_io.remove_staging(place)
     return result, outs
