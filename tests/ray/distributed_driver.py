@@ -1,7 +1,8 @@
 """A driver process for the distributed-mode signal and resume tests: joins the test
 session's Ray (``--address``), runs an items CSV to JSONL + DLQ in distributed mode, prints
 the report as JSON. Once its actors run, it writes their PIDs to ``--pids`` (the tests
-wait for them to be gone).
+wait for them to be gone), and from then on the records it has counted as settled to
+``PIDS.rows`` (a test stops it once the run has settled some, not merely written parts).
 
     python -m tests.ray.distributed_driver IN.csv OUT_DIR --address GCS [--checkpoint DIR] [--slow S] [--single-driver]
 """
@@ -29,12 +30,17 @@ def main() -> None:
     args = parser.parse_args()
     executor = RayExecutor(address=args.address, num_actors=2, distributed=not args.single_driver, range_bytes="2KiB")
 
-    def write_pids(snapshot: object) -> None:
+    def write(path: str, value: object) -> None:
+        with open(path + ".tmp", "w") as f:
+            json.dump(value, f)
+        os.replace(path + ".tmp", path)
+
+    def write_pids(snapshot: fs.ProgressSnapshot) -> None:
         pids = executor.worker_pids()
         if len(pids) == 2 and not os.path.exists(args.pids):
-            with open(args.pids + ".tmp", "w") as f:
-                json.dump(pids, f)
-            os.replace(args.pids + ".tmp", args.pids)
+            write(args.pids, pids)
+        if os.path.exists(args.pids):
+            write(args.pids + ".rows", snapshot.rows_read)
 
     pipeline = fs.Pipeline(fs.CSVSource(args.source), Item, fs.JSONLSink(os.path.join(args.out, "out.jsonl")),
                            fs.JSONLSink(os.path.join(args.out, "out.errors.jsonl")), executor=executor, hooks=[Slow(args.slow)],

@@ -63,6 +63,15 @@ def _parts(out):
             for name in os.listdir(os.path.join(out, d)) if name.endswith(".part")]
 
 
+def _rows_settled(pids):
+    """The records the driver has counted as settled (its progress, written beside the PID file)."""
+    try:
+        with open(f"{pids}.rows") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return 0
+
+
 def _output_written(out):
     """Parts in the staging directories (distributed mode) or a temporary sink file (single-driver)."""
     return len(_parts(out)) >= 2 or any(n.startswith(".out.jsonl") and os.path.isfile(out / n) and os.path.getsize(out / n)
@@ -79,7 +88,9 @@ def test_a_stop_signal_stops_a_ray_run_cleanly(ray_session, messy, tmp_path, sig
     proc, pids = _driver(ray_session, messy[0], out, "--slow", "0.003", *(["--single-driver"] if mode == "single-driver" else []))
     try:
         actors = _actors_of(proc, pids)
-        assert _wait_for(lambda: _output_written(out)), "no range or chunk was written"
+        # Parts on disk are not yet records the driver has counted (it settles a range when
+        # its answer arrives): wait for both, so the stop lands mid-run with rows read.
+        assert _wait_for(lambda: _output_written(out) and _rows_settled(pids) > 0), "no range or chunk was settled"
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=120)
     finally:
